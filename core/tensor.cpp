@@ -1,0 +1,8 @@
+#include "core/tensor.h"
+
+namespace qkv {
+
+template class Tensor<float>;
+template class Tensor<double>;
+
+}  // namespace qkv

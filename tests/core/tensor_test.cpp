@@ -1,0 +1,82 @@
+#include <gtest/gtest.h>
+
+#include "core/pool.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace qkv {
+namespace {
+
+TEST(Tensor, ZerosFromAndReshapeShareStorage) {
+  Tensor<float> t = Tensor<float>::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(t.shape(), (Shape{2, 3}));
+  EXPECT_EQ(t.numel(), 6);
+  Tensor<float> r = t.reshape({3, 2});
+  r[0] = 10;
+  EXPECT_EQ(t[0], 10);
+  Tensor<float> c = t.clone();
+  c[1] = 20;
+  EXPECT_EQ(t[1], 2);
+  EXPECT_EQ(Tensor<double>(Shape{4})[3], 0.0);
+}
+
+TEST(Tensor, BadReshapeNamesBothShapes) {
+  Tensor<double> t(Shape{2, 3});
+  try {
+    t.reshape({4, 2});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "reshape: cannot view [2, 3] (6 elements) as [4, 2] (8)");
+  }
+}
+
+TEST(Tensor, MoreThanFourDimensionsIsRejected) {
+  EXPECT_THROW((Shape{1, 2, 3, 4, 5}), Error);
+}
+
+TEST(Tensor, EigenMapsAreRowMajor) {
+  Tensor<double> t = Tensor<double>::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(t.mat()(1, 0), 4);
+  EXPECT_EQ(t.mat(3, 2)(1, 0), 3);
+}
+
+TEST(Pool, SteadyStateReusesBuffers) {
+  { Tensor<float> warm(Shape{128, 64}); }
+  const auto before = pool::stats();
+  for (int i = 0; i < 100; ++i) Tensor<float> t(Shape{128, 64});
+  const auto after = pool::stats();
+  EXPECT_EQ(after.system_allocs, before.system_allocs);
+  EXPECT_GE(after.reuses, before.reuses + 100);
+}
+
+TEST(Rng, SameSeedSameStreamAndStateRestores) {
+  Rng a(42), b(42);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(a.next_u64(), b.next_u64());
+  Rng::State s = a.state();
+  double x1 = a.normal(), x2 = a.uniform();
+  a.set_state(s);
+  EXPECT_EQ(a.normal(), x1);
+  EXPECT_EQ(a.uniform(), x2);
+  Rng c(43);
+  EXPECT_NE(Rng(42).next_u64(), c.next_u64());
+}
+
+TEST(Rng, NormalHasUnitMomentsAndPermutationIsOne) {
+  Rng r(7);
+  double s = 0, s2 = 0;
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    double x = r.normal();
+    s += x;
+    s2 += x * x;
+  }
+  EXPECT_NEAR(s / n, 0.0, 0.01);
+  EXPECT_NEAR(s2 / n, 1.0, 0.01);
+  auto p = r.permutation(100);
+  std::vector<int> seen(100, 0);
+  for (auto v : p) seen[static_cast<size_t>(v)]++;
+  for (int c : seen) EXPECT_EQ(c, 1);
+}
+
+}  // namespace
+}  // namespace qkv
