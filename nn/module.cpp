@@ -1,0 +1,1 @@
+// (written by the work that owns this file)
