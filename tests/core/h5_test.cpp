@@ -1,0 +1,326 @@
+#include "core/h5.h"
+
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <string>
+
+namespace qkv::h5 {
+namespace {
+
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "qkv_h5_test_" + name;
+}
+
+/// Runs f and returns the qkv::Error text it throws ("" when it does not throw).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(H5, FloatTensorsRoundTripBitExactAtEveryRank) {
+  std::string path = temp_path("floats.h5");
+  Tensor<float> s = Tensor<float>::scalar(-0.0f);
+  Tensor<float> v = Tensor<float>::from({4}, {1.5f, -2.25f, 1e-40f, 3.4e38f});
+  Tensor<float> m = Tensor<float>::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  Tensor<double> d3 = Tensor<double>::from({2, 1, 2}, {0.1, 0.2, 1e-300, -7});
+  Tensor<double> d4 = Tensor<double>::full({1, 2, 1, 3}, M_PI);
+  Tensor<float> empty = Tensor<float>::zeros({0, 5});
+  {
+    File f = File::create(path);
+    f.write("s", s);
+    f.write("v", v);
+    f.write("m", m);
+    f.write("g/sub/d3", d3);  // missing groups on the way are created
+    f.write("d4", d4);
+    f.write("empty", empty);
+    f.close();
+  }
+  File f = File::open(path);
+  Tensor<float> s2 = f.read<float>("s");
+  EXPECT_EQ(s2.shape(), Shape{});
+  EXPECT_TRUE(std::signbit(s2.item()));
+  for (auto [name, t] : {std::pair{"v", v}, std::pair{"m", m}}) {
+    Tensor<float> r = f.read<float>(name);
+    EXPECT_EQ(r.shape(), t.shape()) << name;
+    EXPECT_EQ(r.to_vector(), t.to_vector()) << name;
+  }
+  EXPECT_EQ(f.read<double>("/g/sub/d3").to_vector(), d3.to_vector());
+  EXPECT_EQ(f.group("g").read<double>("sub/d3").shape(), (Shape{2, 1, 2}));
+  EXPECT_EQ(f.read<double>("d4").shape(), (Shape{1, 2, 1, 3}));
+  EXPECT_EQ(f.read<float>("empty").shape(), (Shape{0, 5}));
+  Info info = f.info("m");
+  EXPECT_EQ(info.dtype, DType::kFloat32);
+  EXPECT_EQ(info.dtype_name, "float32");
+  EXPECT_EQ(info.dims, (std::vector<int64_t>{2, 3}));
+}
+
+TEST(H5, FloatWidthIsCheckedUnlessACastIsAsked) {
+  std::string path = temp_path("cast.h5");
+  {
+    File f = File::create(path);
+    f.write("d", Tensor<double>::from({2}, {0.1, -2.5}));
+    f.write("f", Tensor<float>::from({2}, {0.5f, 3.0f}));
+    f.write("i", IndexTensor(Shape{2}, 1));
+  }
+  File f = File::open(path);
+  EXPECT_EQ(error_of([&] { f.read<float>("d"); }),
+            path + ": dataset /d has dtype float64; expected float32");
+  EXPECT_EQ(f.read<float>("d", /*allow_cast=*/true).to_vector(), (std::vector<float>{0.1f, -2.5f}));
+  EXPECT_EQ(f.read<double>("f", /*allow_cast=*/true).to_vector(), (std::vector<double>{0.5, 3.0}));
+  EXPECT_EQ(error_of([&] { f.read<double>("i", true); }),
+            path + ": dataset /i has dtype int32; expected float64");
+}
+
+TEST(H5, IntegerAndMaskTensorsRoundTrip) {
+  std::string path = temp_path("ints.h5");
+  IndexTensor ids(Shape{2, 3}, {0, -1, 7, std::numeric_limits<int32_t>::max(),
+                                std::numeric_limits<int32_t>::min(), 42});
+  BoolTensor mask(Shape{2, 3}, {1, 1, 0, 1, 0, 255});
+  {
+    File f = File::create(path);
+    f.write("ids", ids);
+    f.write("mask", mask);
+    f.write_scalar("loss", 2.5);
+    f.write_u64("rng", Shape{2, 2}, {0, ~0ULL, 1ULL << 63, 12345});
+  }
+  File f = File::open(path);
+  IndexTensor ids2 = f.read_index("ids");
+  EXPECT_EQ(ids2.shape, ids.shape);
+  EXPECT_EQ(ids2.data, ids.data);
+  BoolTensor mask2 = f.read_bool("mask");
+  EXPECT_EQ(mask2.shape, mask.shape);
+  EXPECT_EQ(mask2.data, mask.data);
+  EXPECT_EQ(f.info("mask").dtype, DType::kUInt8);
+  EXPECT_EQ(f.read_scalar("loss"), 2.5);
+  Shape shape;
+  EXPECT_EQ(f.read_u64("rng", &shape), (std::vector<uint64_t>{0, ~0ULL, 1ULL << 63, 12345}));
+  EXPECT_EQ(shape, (Shape{2, 2}));
+  // Narrower or wider integer widths convert when the values fit.
+  EXPECT_EQ(f.read_index("mask").data, (std::vector<int32_t>{1, 1, 0, 1, 0, 255}));
+  EXPECT_EQ(error_of([&] { f.read_bool("ids"); }),
+            path + ": dataset /ids holds -1 at index 1, outside the uint8 range");
+  EXPECT_EQ(error_of([&] { f.read_index("loss"); }),
+            path + ": dataset /loss has dtype float64; expected int32");
+}
+
+TEST(H5, Int64DatasetsNarrowToInt32WithARangeCheck) {
+  // What numpy writes by default: int64. Written here through the C API.
+  std::string path = temp_path("int64.h5");
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[1] = {3};
+    hid_t s = H5Screate_simple(1, dims, nullptr);
+    int64_t small[3] = {3, -1, 9};
+    int64_t big[3] = {1, 2, int64_t{1} << 40};
+    for (auto [name, data] : {std::pair{"small", small}, std::pair{"big", big}}) {
+      hid_t d = H5Dcreate2(f, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+      H5Dclose(d);
+    }
+    H5Sclose(s);
+    H5Fclose(f);
+  }
+  File f = File::open(path);
+  EXPECT_EQ(f.read_index("small").data, (std::vector<int32_t>{3, -1, 9}));
+  EXPECT_EQ(error_of([&] { f.read_index("big"); }),
+            path + ": dataset /big holds 1099511627776 at index 2, outside the int32 range");
+}
+
+TEST(H5, StringsAndAttributesRoundTrip) {
+  std::string path = temp_path("attrs.h5");
+  std::vector<std::string> vocab = {"<pad>", "the", "", "größer", "猫", "a b"};
+  {
+    File f = File::create(path);
+    f.set_string_attr("format", "qkv-checkpoint");
+    f.set_int_attr("format_version", 1);
+    Group g = f.create_group("optimizer");
+    g.set_float_attr("lr", 3e-4);
+    g.set_bool_attr("amsgrad", true);
+    g.set_floats_attr("betas", {0.9, 0.999});
+    g.set_ints_attr("sizes", {-3, 4});
+    g.set_string_attr("note", "ü");
+    g.set_int_attr("step", 1);
+    g.set_int_attr("step", 7);  // replaces
+    f.write_strings("vocab", vocab);
+  }
+  File f = File::open(path);
+  EXPECT_EQ(f.string_attr("format"), "qkv-checkpoint");
+  EXPECT_EQ(f.int_attr("format_version"), 1);
+  Group g = f.group("optimizer");
+  EXPECT_EQ(g.path(), "/optimizer");
+  EXPECT_EQ(g.float_attr("lr"), 3e-4);
+  EXPECT_TRUE(g.bool_attr("amsgrad"));
+  EXPECT_EQ(g.attr_info("amsgrad").dtype, DType::kBool);
+  EXPECT_EQ(g.floats_attr("betas"), (std::vector<double>{0.9, 0.999}));
+  EXPECT_EQ(g.ints_attr("sizes"), (std::vector<int64_t>{-3, 4}));
+  EXPECT_EQ(g.float_attr("step"), 7.0);  // integers read as numbers too
+  EXPECT_EQ(g.int_attr("step"), 7);
+  EXPECT_EQ(g.string_attr("note"), "ü");
+  // Creation order is kept; "step" was replaced, so it moves to the end.
+  EXPECT_EQ(g.attr_names(),
+            (std::vector<std::string>{"lr", "amsgrad", "betas", "sizes", "note", "step"}));
+  EXPECT_EQ(f.read_strings("vocab"), vocab);
+  EXPECT_EQ(f.info("vocab").dtype, DType::kString);
+  EXPECT_TRUE(f.has_attr("format"));
+  EXPECT_FALSE(f.has_attr("nope"));
+  EXPECT_EQ(error_of([&] { f.string_attr("nope"); }), path + ": missing attribute 'nope' on /");
+  EXPECT_EQ(error_of([&] { g.string_attr("lr"); }),
+            path + ": attribute 'lr' on /optimizer is float64 []; expected a string");
+  EXPECT_EQ(error_of([&] { g.int_attr("betas"); }),
+            path + ": attribute 'betas' on /optimizer is float64 [2]; expected integers");
+}
+
+TEST(H5, FixedLengthStringsAsNumpyBytesWritesThem) {
+  std::string path = temp_path("fixed.h5");
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, 8);
+    H5Tset_strpad(t, H5T_STR_NULLPAD);
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "format", t, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    char value[8] = {'q', 'k', 'v', 0, 0, 0, 0, 0};
+    H5Awrite(a, t, value);
+    H5Aclose(a);
+    hsize_t dims[1] = {2};
+    hid_t s = H5Screate_simple(1, dims, nullptr);
+    hid_t d = H5Dcreate2(f, "words", t, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    char words[16] = {'a', 'b', 0, 0, 0, 0, 0, 0, 'e', 'i', 'g', 'h', 't', 'c', 'h', 'r'};
+    H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, words);
+    H5Dclose(d);
+    H5Sclose(s);
+    H5Sclose(scalar);
+    H5Tclose(t);
+    H5Fclose(f);
+  }
+  File f = File::open(path);
+  EXPECT_EQ(f.string_attr("format"), "qkv");
+  EXPECT_EQ(f.read_strings("words"), (std::vector<std::string>{"ab", "eightchr"}));
+  // A file without creation-order tracking lists in name order.
+  EXPECT_EQ(f.members(), (std::vector<std::string>{"words"}));
+  EXPECT_EQ(f.attr_names(), (std::vector<std::string>{"format"}));
+}
+
+TEST(H5, MembersKeepCreationOrderAndNamesMayHoldDots) {
+  std::string path = temp_path("members.h5");
+  {
+    File f = File::create(path);
+    Group m = f.create_group("model");
+    for (const char* name : {"tok_emb.weight", "blocks.0.attn.W_Q.weight", "a", "head.bias"})
+      m.write(name, Tensor<float>::zeros({1}));
+    m.create_group("sub");
+  }
+  File f = File::open(path);
+  EXPECT_EQ(f.group("model").members(),
+            (std::vector<std::string>{"tok_emb.weight", "blocks.0.attn.W_Q.weight", "a",
+                                      "head.bias", "sub"}));
+  EXPECT_TRUE(f.exists("model/head.bias"));
+  EXPECT_TRUE(f.exists("/model/sub"));
+  EXPECT_FALSE(f.exists("model/head.weight"));
+  EXPECT_FALSE(f.exists("nothing/at/all"));
+  EXPECT_FALSE(f.exists("model/a/below_a_dataset"));
+  EXPECT_EQ(f.kind("model"), Kind::kGroup);
+  EXPECT_EQ(f.kind("model/a"), Kind::kDataset);
+  EXPECT_EQ(f.kind("model/zzz"), Kind::kMissing);
+  EXPECT_EQ(f.members(), (std::vector<std::string>{"model"}));
+}
+
+TEST(H5, MissingObjectsAreNamedWithTheFile) {
+  std::string path = temp_path("missing.h5");
+  {
+    File f = File::create(path);
+    f.create_group("model").write("x", Tensor<float>::zeros({2}));
+  }
+  File f = File::open(path);
+  EXPECT_EQ(error_of([&] { f.read<float>("model/head.weight"); }),
+            path + ": missing dataset /model/head.weight");
+  EXPECT_EQ(error_of([&] { f.group("model").read<float>("head.weight"); }),
+            path + ": missing dataset /model/head.weight");
+  EXPECT_EQ(error_of([&] { f.group("optimizer"); }), path + ": missing group /optimizer");
+  EXPECT_EQ(error_of([&] { f.read<float>("model"); }), path + ": /model is a group, not a dataset");
+  EXPECT_EQ(error_of([&] { f.group("model/x"); }), path + ": /model/x is a dataset, not a group");
+  EXPECT_EQ(error_of([&] { f.read_strings("model/x"); }),
+            path + ": dataset /model/x is float32 [2]; expected a 1-D array of strings");
+}
+
+TEST(H5, WritingRefusesToOverwriteOrToWriteReadOnlyFiles) {
+  std::string path = temp_path("overwrite.h5");
+  {
+    File f = File::create(path);
+    f.write("x", Tensor<float>::zeros({2}));
+    EXPECT_EQ(error_of([&] { f.write("x", Tensor<float>::zeros({2})); }),
+              path + ": cannot write /x: it already exists");
+    EXPECT_EQ(error_of([&] { f.create_group("x"); }),
+              path + ": cannot create group /x: it already exists");
+  }
+  File f = File::open(path);
+  EXPECT_EQ(error_of([&] { f.write("y", Tensor<float>::zeros({2})); }),
+            path + ": cannot write /y: the file is open read-only");
+}
+
+TEST(H5, MissingFileIsReportedExactly) {
+  std::string path = temp_path("no_such_file.h5");
+  std::remove(path.c_str());
+  EXPECT_EQ(error_of([&] { File::open(path); }), path + ": does not exist");
+  EXPECT_EQ(error_of([&] { File::open(temp_path("no_such_folder/x.h5")); }),
+            temp_path("no_such_folder/x.h5") + ": does not exist");
+}
+
+TEST(H5, NonHdf5FileIsReportedExactly) {
+  std::string path = temp_path("not_hdf5.h5");
+  std::ofstream(path) << "step,loss\n1,2.3\n";
+  EXPECT_EQ(error_of([&] { File::open(path); }), path + ": not an HDF5 file");
+  std::string empty = temp_path("empty.h5");
+  std::ofstream{empty};
+  EXPECT_EQ(error_of([&] { File::open(empty); }), empty + ": not an HDF5 file");
+  EXPECT_EQ(error_of([&] { File::open(::testing::TempDir()); }),
+            ::testing::TempDir() + ": is a folder, not an HDF5 file");
+}
+
+TEST(H5, TruncatedFileIsReportedAsDamaged) {
+  std::string path = temp_path("truncated.h5");
+  {
+    File f = File::create(path);
+    f.write("x", Tensor<float>::zeros({1000}));
+  }
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, 600);
+  std::string msg = error_of([&] {
+    File f = File::open(path);
+    f.read<float>("x");
+  });
+  EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("damaged or truncated"), std::string::npos) << msg;
+}
+
+TEST(H5, CreatingInAMissingFolderFails) {
+  std::string path = temp_path("missing_folder/x.h5");
+  EXPECT_EQ(error_of([&] { File::create(path); }),
+            path + ": cannot create: folder " + temp_path("missing_folder") + " does not exist");
+}
+
+TEST(H5, ClosedFileCannotBeUsed) {
+  File f = File::create(temp_path("closed.h5"));
+  Group g = f.create_group("g");
+  f.close();
+  EXPECT_FALSE(f.is_open());
+  EXPECT_EQ(error_of([&] { f.exists("g"); }), "h5: use of a closed file");
+  EXPECT_THROW(g.write("x", Tensor<float>::zeros({1})), Error);  // its group was closed too
+}
+
+}  // namespace
+}  // namespace qkv::h5
