@@ -1,0 +1,210 @@
+// Scaled dot-product attention: the fused op with its hand-written backward, and the same
+// attention composed from primitive ops (the reference the fused op is tested against).
+//
+// Dimension legend: B batch, H heads, T query positions, S key positions, d head size (Q and K),
+// dv value size. Q [B, H, T, d], K [B, H, S, d], V [B, H, S, dv], P [B, H, T, S], O [B, H, T, dv].
+// Every (b, h) pair is an independent T×S problem: the loops below run over bh = b·H + h, and each
+// iteration owns the slices of its outputs (O, P, dQ, dK, dV), so OpenMP gives the same bits on
+// every run whatever the thread count.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "autograd/kernels.h"
+#include "autograd/ops.h"
+
+namespace qkv {
+namespace {
+
+struct AttnDims {
+  int64_t B, H, T, S, d, dv;
+};
+
+/// Checks Q, K, V against [B, H, T, d], [B, H, S, d], [B, H, S, dv]; `op` names the caller.
+AttnDims check_shapes(const char* op, const Shape& q, const Shape& k, const Shape& v) {
+  QKV_CHECK(q.dim() == 4, "{}: Q must have shape [B, H, T, d], got {}", op, q);
+  QKV_CHECK(k.dim() == 4, "{}: K must have shape [B, H, S, d], got {}", op, k);
+  QKV_CHECK(v.dim() == 4, "{}: V must have shape [B, H, S, dv], got {}", op, v);
+  QKV_CHECK(q[0] == k[0] && q[1] == k[1], "{}: Q {} and K {} differ in batch or heads [B, H]", op,
+            q, k);
+  QKV_CHECK(k[0] == v[0] && k[1] == v[1], "{}: K {} and V {} differ in batch or heads [B, H]", op,
+            k, v);
+  QKV_CHECK(q[3] == k[3], "{}: Q {} and K {} differ in head size d ({} vs {})", op, q, k, q[3],
+            k[3]);
+  QKV_CHECK(k[2] == v[2], "{}: K {} and V {} differ in key count S ({} vs {})", op, k, v, k[2],
+            v[2]);
+  QKV_CHECK(q[3] > 0, "{}: head size d must be positive, got Q {}", op, q);
+  return {q[0], q[1], q[2], k[2], q[3], v[3]};
+}
+
+/// A validated AttnMask, read in place: which keys of row (b, h, t) are visible.
+struct MaskView {
+  bool causal = false;
+  const uint8_t* key_padding = nullptr;  // [B, S] or null
+  const uint8_t* allowed = nullptr;      // broadcast to [B, H, T, S] by the strides below, or null
+  int64_t ab = 0, ah = 0, at = 0, as = 0;
+  int64_t S = 0;
+
+  bool any() const { return causal || key_padding || allowed; }
+  bool visible(int64_t b, int64_t h, int64_t t, int64_t s) const {
+    return !(causal && s > t) && !(key_padding && !key_padding[b * S + s]) &&
+           !(allowed && !allowed[b * ab + h * ah + t * at + s * as]);
+  }
+  /// Sets the hidden scores of row (b, h, t) to −inf.
+  template <typename T>
+  void apply(int64_t b, int64_t h, int64_t t, T* row) const {
+    const T ninf = -std::numeric_limits<T>::infinity();
+    if (causal)
+      for (int64_t s = t + 1; s < S; ++s) row[s] = ninf;
+    if (key_padding) {
+      const uint8_t* kp = key_padding + b * S;
+      for (int64_t s = 0; s < S; ++s)
+        if (!kp[s]) row[s] = ninf;
+    }
+    if (allowed) {
+      const uint8_t* al = allowed + b * ab + h * ah + t * at;
+      for (int64_t s = 0; s < S; ++s)
+        if (!al[s * as]) row[s] = ninf;
+    }
+  }
+};
+
+/// Checks the mask's parts against the problem's sizes. `allowed` broadcasts as NumPy does
+/// (aligned at the right, size-1 axes stretch): [T, S], [B, 1, T, S], [1, 1, T, S], [B, H, T, S]…
+MaskView view_mask(const char* op, const AttnMask& mask, const AttnDims& n) {
+  MaskView m;
+  m.causal = mask.causal;
+  m.S = n.S;
+  const Shape full{n.B, n.H, n.T, n.S};
+  if (!mask.key_padding.empty()) {
+    const Shape& s = mask.key_padding.shape;
+    QKV_CHECK(s == Shape({n.B, n.S}),
+              "{}: key_padding mask has shape {}, expected [B, S] = [{}, {}]", op, s, n.B, n.S);
+    QKV_CHECK(mask.key_padding.numel() == s.numel(),
+              "{}: key_padding mask holds {} values for its shape {}", op, mask.key_padding.numel(),
+              s);
+    m.key_padding = mask.key_padding.data.data();
+  }
+  if (!mask.allowed.empty()) {
+    const Shape& s = mask.allowed.shape;
+    QKV_CHECK(mask.allowed.numel() == s.numel(),
+              "{}: allowed mask holds {} values for its shape {}", op, mask.allowed.numel(), s);
+    int64_t strides[4] = {0, 0, 0, 0};
+    int64_t stride = 1;
+    for (int i = s.dim() - 1, a = 3; i >= 0; --i, --a) {
+      QKV_CHECK(s[i] == full[a] || s[i] == 1,
+                "{}: allowed mask of shape {} does not broadcast to [B, H, T, S] = {}", op, s,
+                full);
+      strides[a] = s[i] == 1 ? 0 : stride;
+      stride *= s[i];
+    }
+    m.allowed = mask.allowed.data.data();
+    m.ab = strides[0];
+    m.ah = strides[1];
+    m.at = strides[2];
+    m.as = strides[3];
+  }
+  return m;
+}
+
+/// Below this many multiply-adds per call a parallel region costs more than it saves.
+constexpr int64_t kParallelWork = 1 << 15;
+
+/// Per-thread scratch of at least n elements; grows, never shrinks (no allocation in steady state).
+template <typename T>
+T* scratch(int64_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
+}  // namespace
+
+// Forward, one (b, h), rows are positions:
+//   S = Q Kᵀ / √d                     [T, S]   (written straight into P's slice)
+//   S[t, s] = −inf where key s is hidden from query t (causal, key padding, allowed)
+//   P = softmax_rows(S)               [T, S]   (an all −inf row gives zeros: its output is 0)
+//   O = P V                           [T, dv]
+// Backward, given dO = dL/dO (only P is saved; Q, K, V are the inputs' values):
+//   dV = Pᵀ dO                        [S, dv]
+//   dP = dO Vᵀ                        [T, S]
+//   dS = P ⊙ (dP − rowsum(dP ⊙ P))    [T, S]   ← the softmax rule, row by row, O(S) per row
+//   dQ = dS K / √d                    [T, d]
+//   dK = dSᵀ Q / √d                   [S, d]
+// Hidden entries have P = 0, so dS = 0 there: the −inf never reaches the arithmetic, and a fully
+// masked row (P row all 0) passes exactly zero gradient to Q, K and V.
+template <typename T>
+Var<T> scaled_dot_product_attention(const Var<T>& Q, const Var<T>& K, const Var<T>& V,
+                                    const AttnMask& mask, Tensor<T>* P_out) {
+  static constexpr const char* kOp = "scaled_dot_product_attention";
+  const AttnDims n = check_shapes(kOp, Q.shape(), K.shape(), V.shape());
+  const MaskView m = view_mask(kOp, mask, n);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(n.d));
+  Tensor<T> O = Tensor<T>::empty({n.B, n.H, n.T, n.dv});
+  Tensor<T> P = Tensor<T>::empty({n.B, n.H, n.T, n.S});
+  const T *q = Q.value().data(), *k = K.value().data(), *v = V.value().data();
+  T *p = P.data(), *o = O.data();
+  const T c = static_cast<T>(scale);
+  const bool parallel = n.B * n.H * n.T * n.S * (n.d + n.dv) >= kParallelWork;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t bh = 0; bh < n.B * n.H; ++bh) {
+    ConstRowsMap<T> Qi(q + bh * n.T * n.d, n.T, n.d), Ki(k + bh * n.S * n.d, n.S, n.d);
+    ConstRowsMap<T> Vi(v + bh * n.S * n.dv, n.S, n.dv);
+    RowsMap<T> Pi(p + bh * n.T * n.S, n.T, n.S), Oi(o + bh * n.T * n.dv, n.T, n.dv);
+    Pi.noalias() = c * (Qi * Ki.transpose());
+    if (m.any())
+      for (int64_t t = 0; t < n.T; ++t) m.apply(bh / n.H, bh % n.H, t, Pi.data() + t * n.S);
+    softmax_rows(Pi.data(), Pi.data(), n.T, n.S);
+    Oi.noalias() = Pi * Vi;
+  }
+  Var<T> out = make_result<T>(std::move(O), {&Q, &K, &V}, kOp, [](Node<T>& nd) {
+    Tensor<T>* dQ = nd.input_grad(0);
+    Tensor<T>* dK = nd.input_grad(1);
+    Tensor<T>* dV = nd.input_grad(2);
+    if (!dQ && !dK && !dV) return;
+    const Tensor<T>& P = nd.saved[0];
+    const Shape& qs = nd.input_value(0).shape();
+    const int64_t BH = qs[0] * qs[1], T_ = qs[2], d = qs[3], S = nd.input_value(1).size(2),
+                  dv = nd.input_value(2).size(3);
+    const T c = static_cast<T>(nd.args[0]);
+    const T *q = nd.input_value(0).data(), *k = nd.input_value(1).data(),
+            *v = nd.input_value(2).data(), *p = P.data(), *go = nd.grad.data();
+    T* gq = dQ ? dQ->data() : nullptr;
+    T* gk = dK ? dK->data() : nullptr;
+    T* gv = dV ? dV->data() : nullptr;
+    const bool parallel = BH * T_ * S * (d + dv) >= kParallelWork;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      ConstRowsMap<T> Pi(p + bh * T_ * S, T_, S), dOi(go + bh * T_ * dv, T_, dv);
+      if (gv) RowsMap<T>(gv + bh * S * dv, S, dv).noalias() += Pi.transpose() * dOi;
+      if (!gq && !gk) continue;
+      ConstRowsMap<T> Qi(q + bh * T_ * d, T_, d), Ki(k + bh * S * d, S, d);
+      ConstRowsMap<T> Vi(v + bh * S * dv, S, dv);
+      RowsMap<T> dS(scratch<T>(T_ * S), T_, S);
+      dS.noalias() = dOi * Vi.transpose();  // dP
+      for (int64_t t = 0; t < T_; ++t) {    // dS = P ⊙ (dP − ⟨dP, P⟩) per row
+        const T r = dS.row(t).dot(Pi.row(t));
+        dS.row(t).array() = Pi.row(t).array() * (dS.row(t).array() - r);
+      }
+      if (gq) RowsMap<T>(gq + bh * T_ * d, T_, d).noalias() += c * (dS * Ki);
+      if (gk) RowsMap<T>(gk + bh * S * d, S, d).noalias() += c * (dS.transpose() * Qi);
+    }
+  });
+  if (records(out)) {
+    out.node()->saved[0] = P;
+    out.node()->args[0] = scale;
+  }
+  // P_out shares P's storage with the saved tensor: read it, do not write it before backward.
+  if (P_out) *P_out = std::move(P);
+  return out;
+}
+
+template Var<float> scaled_dot_product_attention(const Var<float>&, const Var<float>&,
+                                                 const Var<float>&, const AttnMask&,
+                                                 Tensor<float>*);
+template Var<double> scaled_dot_product_attention(const Var<double>&, const Var<double>&,
+                                                  const Var<double>&, const AttnMask&,
+                                                  Tensor<double>*);
+
+}  // namespace qkv
