@@ -1,0 +1,250 @@
+#include "nn/layers.h"
+
+#include <cmath>
+#include <memory>
+
+namespace qkv {
+
+Activation parse_activation(const std::string& name) {
+  if (name == "gelu") return Activation::kGelu;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "gelu_tanh") return Activation::kGeluTanh;
+  fail("activation '{}' is not one of gelu, relu, gelu_tanh", name);
+}
+
+Norm parse_norm(const std::string& name) {
+  if (name == "pre") return Norm::kPre;
+  if (name == "post") return Norm::kPost;
+  if (name == "none") return Norm::kNone;
+  fail("norm '{}' is not one of pre, post, none", name);
+}
+
+// ---- Linear -----------------------------------------------------------------------------------
+
+template <typename T>
+Linear<T>::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
+  weight = this->register_parameter("weight", Tensor<T>::zeros({out, in}));
+  if (with_bias) bias = this->register_parameter("bias", Tensor<T>::zeros({out}));
+}
+
+template <typename T>
+Var<T> Linear<T>::forward(const Var<T>& x) const {
+  return linear(x, weight, bias);
+}
+
+// ---- Embedding and positions ------------------------------------------------------------------
+
+template <typename T>
+Embedding<T>::Embedding(int64_t num, int64_t dim) {
+  weight = this->register_parameter("weight", Tensor<T>::zeros({num, dim}));
+}
+
+template <typename T>
+Var<T> Embedding<T>::forward(const IndexTensor& ids) const {
+  return embedding(weight, ids);
+}
+
+namespace {
+
+/// Checks x is [B, T, C] with T ≤ max_len and C = dim, naming the module.
+void check_positions(const char* who, const Shape& x, int64_t max_len, int64_t dim) {
+  QKV_CHECK(x.nd == 3 && x[2] == dim, "{}: expected input [B, T, {}], got {}", who, dim, x);
+  QKV_CHECK(x[1] <= max_len, "{}: sequence length {} exceeds max_len {}", who, x[1], max_len);
+}
+
+}  // namespace
+
+template <typename T>
+LearnedPositional<T>::LearnedPositional(int64_t max_len, int64_t dim) {
+  weight = this->register_parameter("weight", Tensor<T>::zeros({max_len, dim}));
+}
+
+template <typename T>
+Var<T> LearnedPositional<T>::forward(const Var<T>& x) const {
+  check_positions("LearnedPositional", x.shape(), weight.size(0), weight.size(1));
+  const int64_t T_ = x.size(1);
+  IndexTensor ids(Shape{T_});
+  for (int64_t t = 0; t < T_; ++t) ids[t] = static_cast<int32_t>(t);
+  return add(x, embedding(weight, ids));  // [B, T, C] + [T, C]: broadcast over B
+}
+
+template <typename T>
+SinusoidalPositional<T>::SinusoidalPositional(int64_t max_len, int64_t dim)
+    : table_(Tensor<T>::empty({max_len, dim})) {
+  for (int64_t p = 0; p < max_len; ++p) {
+    for (int64_t i = 0; 2 * i < dim; ++i) {
+      const double angle =
+          static_cast<double>(p) / std::pow(10000.0, static_cast<double>(2 * i) / dim);
+      table_[p * dim + 2 * i] = static_cast<T>(std::sin(angle));
+      if (2 * i + 1 < dim) table_[p * dim + 2 * i + 1] = static_cast<T>(std::cos(angle));
+    }
+  }
+}
+
+template <typename T>
+Var<T> SinusoidalPositional<T>::forward(const Var<T>& x) const {
+  check_positions("SinusoidalPositional", x.shape(), table_.size(0), table_.size(1));
+  const int64_t T_ = x.size(1), C = x.size(2);
+  Tensor<T> pe = Tensor<T>::empty({T_, C});  // the first T rows, a constant
+  std::copy(table_.data(), table_.data() + T_ * C, pe.data());
+  return add(x, Var<T>(pe));
+}
+
+// ---- LayerNorm, Dropout, FeedForward ----------------------------------------------------------
+
+template <typename T>
+LayerNorm<T>::LayerNorm(int64_t dim, double eps_) : eps(eps_) {
+  weight = this->register_parameter("weight", Tensor<T>::full({dim}, T(1)));
+  bias = this->register_parameter("bias", Tensor<T>::zeros({dim}));
+}
+
+template <typename T>
+Var<T> LayerNorm<T>::forward(const Var<T>& x) const {
+  return layer_norm(x, weight, bias, eps);
+}
+
+template <typename T>
+Dropout<T>::Dropout(double p_, Rng* rng) : p(p_), rng_(rng) {
+  QKV_CHECK(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got {}", p);
+  QKV_CHECK(rng_ != nullptr || p == 0, "Dropout: p = {} needs a random generator", p);
+}
+
+template <typename T>
+Var<T> Dropout<T>::forward(const Var<T>& x) const {
+  if (!this->training() || p == 0) return x;
+  return dropout(x, p, /*training=*/true, *rng_);
+}
+
+template <typename T>
+FeedForward<T>::FeedForward(int64_t d_model, int64_t d_ff, Activation act) : activation(act) {
+  fc1 = &this->register_module("fc1", std::make_unique<Linear<T>>(d_model, d_ff));
+  fc2 = &this->register_module("fc2", std::make_unique<Linear<T>>(d_ff, d_model));
+}
+
+template <typename T>
+Var<T> FeedForward<T>::forward(const Var<T>& x) const {
+  Var<T> h = fc1->forward(x);
+  switch (activation) {
+    case Activation::kGelu:
+      h = gelu(h, GeluForm::kErf);
+      break;
+    case Activation::kGeluTanh:
+      h = gelu(h, GeluForm::kTanh);
+      break;
+    case Activation::kRelu:
+      h = relu(h);
+      break;
+  }
+  return fc2->forward(h);
+}
+
+// ---- Attention --------------------------------------------------------------------------------
+
+template <typename T>
+Attention<T>::Attention(int64_t d_model_, int64_t n_heads_) : d_model(d_model_), n_heads(n_heads_) {
+  QKV_CHECK(n_heads > 0 && d_model % n_heads == 0,
+            "Attention: d_model ({}) must be divisible by n_heads ({})", d_model, n_heads);
+  W_Q = &this->register_module("W_Q", std::make_unique<Linear<T>>(d_model, d_model));
+  W_K = &this->register_module("W_K", std::make_unique<Linear<T>>(d_model, d_model));
+  W_V = &this->register_module("W_V", std::make_unique<Linear<T>>(d_model, d_model));
+  W_O = &this->register_module("W_O", std::make_unique<Linear<T>>(d_model, d_model));
+}
+
+template <typename T>
+Var<T> Attention<T>::split_heads(const Var<T>& x) const {
+  // [B, T, C] → [B, T, H, d] → [B, H, T, d]
+  return permute(reshape(x, {x.size(0), x.size(1), n_heads, d_model / n_heads}), {0, 2, 1, 3});
+}
+
+template <typename T>
+Var<T> Attention<T>::forward(const Var<T>& x, const Var<T>& memory, const AttnMask& mask,
+                             bool keep_attention) {
+  const Var<T>& kv = memory.defined() ? memory : x;
+  QKV_CHECK(x.dim() == 3 && x.size(2) == d_model,
+            "Attention '{}': expected queries [B, T, {}], got {}", this->path(), d_model,
+            x.shape());
+  QKV_CHECK(kv.dim() == 3 && kv.size(2) == d_model && kv.size(0) == x.size(0),
+            "Attention '{}': memory {} does not match queries {}", this->path(), kv.shape(),
+            x.shape());
+  const Var<T> Q = split_heads(W_Q->forward(x));   // [B, H, T, d]
+  const Var<T> K = split_heads(W_K->forward(kv));  // [B, H, S, d]
+  const Var<T> V = split_heads(W_V->forward(kv));  // [B, H, S, d]
+  Tensor<T> P;
+  const Var<T> O = scaled_dot_product_attention(Q, K, V, mask, keep_attention ? &P : nullptr);
+  last_attention_ = keep_attention ? P : Tensor<T>();
+  // [B, H, T, d] → [B, T, H, d] → [B, T, C]
+  const Var<T> merged = reshape(permute(O, {0, 2, 1, 3}), {x.size(0), x.size(1), d_model});
+  return W_O->forward(merged);
+}
+
+// ---- TransformerBlock -------------------------------------------------------------------------
+
+template <typename T>
+TransformerBlock<T>::TransformerBlock(const BlockOptions& o, Rng* dropout_rng) : options(o) {
+  const bool ln = o.norm != Norm::kNone;
+  auto layer_norm = [&](const char* name) {
+    return &this->register_module(name, std::make_unique<LayerNorm<T>>(o.d_model, o.ln_eps));
+  };
+  if (ln) ln1 = layer_norm("ln1");
+  attn = &this->register_module("attn", std::make_unique<Attention<T>>(o.d_model, o.n_heads));
+  if (o.cross) {
+    if (ln) ln_x = layer_norm("ln_x");
+    xattn = &this->register_module("xattn", std::make_unique<Attention<T>>(o.d_model, o.n_heads));
+  }
+  if (ln) ln2 = layer_norm("ln2");
+  ff = &this->register_module("ff",
+                              std::make_unique<FeedForward<T>>(o.d_model, o.d_ff, o.activation));
+  drop = &this->register_module("dropout", std::make_unique<Dropout<T>>(o.dropout, dropout_rng));
+}
+
+template <typename T>
+template <typename F>
+Var<T> TransformerBlock<T>::residual(const Var<T>& x, LayerNorm<T>* ln, F&& sublayer) {
+  switch (options.norm) {
+    case Norm::kPre:
+      return add(x, drop->forward(sublayer(ln->forward(x))));
+    case Norm::kPost:
+      return ln->forward(add(x, drop->forward(sublayer(x))));
+    case Norm::kNone:
+      break;
+  }
+  return add(x, drop->forward(sublayer(x)));
+}
+
+template <typename T>
+Var<T> TransformerBlock<T>::forward(const Var<T>& x, const AttnMask& self_mask,
+                                    const Var<T>& memory, const AttnMask& cross_mask,
+                                    bool keep_attention) {
+  Var<T> h = residual(x, ln1, [&](const Var<T>& a) {
+    return attn->forward(a, Var<T>(), self_mask, keep_attention);
+  });
+  if (xattn) {
+    QKV_CHECK(memory.defined(), "TransformerBlock '{}': a cross-attention block needs memory",
+              this->path());
+    h = residual(h, ln_x, [&](const Var<T>& a) {
+      return xattn->forward(a, memory, cross_mask, keep_attention);
+    });
+  }
+  return residual(h, ln2, [&](const Var<T>& a) { return ff->forward(a); });
+}
+
+template class Linear<float>;
+template class Linear<double>;
+template class Embedding<float>;
+template class Embedding<double>;
+template class LearnedPositional<float>;
+template class LearnedPositional<double>;
+template class SinusoidalPositional<float>;
+template class SinusoidalPositional<double>;
+template class LayerNorm<float>;
+template class LayerNorm<double>;
+template class Dropout<float>;
+template class Dropout<double>;
+template class FeedForward<float>;
+template class FeedForward<double>;
+template class Attention<float>;
+template class Attention<double>;
+template class TransformerBlock<float>;
+template class TransformerBlock<double>;
+
+}  // namespace qkv

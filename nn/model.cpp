@@ -1,0 +1,217 @@
+#include "nn/model.h"
+
+#include <cmath>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+namespace qkv {
+namespace {
+
+/// The config, resolved and validated (for T's parameter size) before anything is allocated.
+ModelConfig checked(const ModelConfig& config, size_t bytes_per_param) {
+  config.validate(bytes_per_param);
+  return config.resolved();
+}
+
+/// The dropout stream's seed: derived from the model seed, independent of the init stream.
+uint64_t dropout_seed(uint64_t seed) {
+  return seed ^ 0xD1B54A32D192ED03ull;
+}
+
+void check_ids(const char* what, const IndexTensor& ids) {
+  QKV_CHECK(ids.shape.nd == 2 && ids.shape[0] > 0 && ids.shape[1] > 0,
+            "Model: batch {} must be [B, T] with B, T > 0, got {}", what, ids.shape);
+}
+
+void check_mask(const char* what, const BoolTensor& mask, const Shape& expected) {
+  QKV_CHECK(mask.empty() || mask.shape == expected, "Model: batch {} has shape {}, expected {}",
+            what, mask.shape, expected);
+}
+
+/// targets [B, T] as [B·T], for the cross-entropy over every position.
+IndexTensor flat(const IndexTensor& t) {
+  return IndexTensor(Shape{t.numel()}, t.data);
+}
+
+}  // namespace
+
+template <typename T>
+const Tensor<T>& ForwardResult<T>::attention_map(const std::string& path) const {
+  std::string known;
+  for (const auto& [name, P] : attention) {
+    if (name == path) return P;
+    known += (known.empty() ? "" : ", ") + name;
+  }
+  fail("no attention map '{}' (known: {}; forward with keep_attention = true)", path,
+       known.empty() ? "none" : known);
+}
+
+template <typename T>
+Model<T>::Model(const ModelConfig& config, uint64_t seed)
+    : config_(checked(config, sizeof(T))), dropout_rng_(std::make_unique<Rng>(dropout_seed(seed))) {
+  const ModelConfig& c = config_;
+  const bool head = !c.tie_embeddings;
+  if (c.arch == "seq2seq") {
+    Module<T>& enc = this->register_module("enc", std::make_unique<Module<T>>());
+    Module<T>& dec = this->register_module("dec", std::make_unique<Module<T>>());
+    build_stack(src_, enc, c.src_vocab_size, c.src_max_len, /*cross=*/false, /*head=*/false);
+    build_stack(main_, dec, c.vocab_size, c.max_len, /*cross=*/true, head);
+  } else {
+    build_stack(main_, *this, c.vocab_size, c.max_len, /*cross=*/false, head);
+  }
+  reset_parameters(seed);
+}
+
+template <typename T>
+void Model<T>::build_stack(Stack& s, Module<T>& owner, int64_t vocab, int64_t max_len, bool cross,
+                           bool head) {
+  const ModelConfig& c = config_;
+  const int64_t C = c.d_model;
+  s.tok_emb = &owner.register_module("tok_emb", std::make_unique<Embedding<T>>(vocab, C));
+  if (c.pos == "learned") {
+    s.pos_emb =
+        &owner.register_module("pos_emb", std::make_unique<LearnedPositional<T>>(max_len, C));
+  } else {
+    s.sinus = std::make_unique<SinusoidalPositional<T>>(max_len, C);
+  }
+  s.drop = &owner.register_module("dropout",
+                                  std::make_unique<Dropout<T>>(c.dropout, dropout_rng_.get()));
+  BlockOptions o;
+  o.d_model = C;
+  o.n_heads = c.n_heads;
+  o.d_ff = c.d_ff;
+  o.activation = parse_activation(c.activation);
+  o.norm = parse_norm(c.norm);
+  o.ln_eps = c.ln_eps;
+  o.dropout = c.dropout;
+  o.cross = cross;
+  Module<T>& blocks = owner.register_module("blocks", std::make_unique<Module<T>>());
+  for (int64_t i = 0; i < c.n_layers; ++i)
+    s.blocks.push_back(&blocks.register_module(
+        std::to_string(i), std::make_unique<TransformerBlock<T>>(o, dropout_rng_.get())));
+  if (o.norm == Norm::kPre)
+    s.ln_f = &owner.register_module("ln_f", std::make_unique<LayerNorm<T>>(C, c.ln_eps));
+  if (head) s.head = &owner.register_module("head", std::make_unique<Linear<T>>(C, c.n_out));
+}
+
+template <typename T>
+void Model<T>::reset_parameters(uint64_t seed) {
+  // Which parameters are LayerNorm weights (ones) and residual output projections (scaled).
+  std::unordered_set<const Node<T>*> ones, residual;
+  for (auto& [path, m] : this->named_modules()) {
+    if (auto* ln = dynamic_cast<LayerNorm<T>*>(m)) ones.insert(ln->weight.node());
+    if (auto* a = dynamic_cast<Attention<T>*>(m)) residual.insert(a->W_O->weight.node());
+    if (auto* f = dynamic_cast<FeedForward<T>*>(m)) residual.insert(f->fc2->weight.node());
+  }
+  const double std = 0.02;
+  const double std_residual = std / std::sqrt(2.0 * static_cast<double>(config_.n_layers));
+  Rng rng(seed);
+  for (auto& [name, p] : this->named_parameters()) {
+    Tensor<T>& v = p.value();
+    if (ones.count(p.node())) {
+      v.fill_(T(1));
+    } else if (p.dim() == 1) {  // every bias (LayerNorm weights are handled above)
+      v.zero_();
+    } else {
+      const double s = residual.count(p.node()) ? std_residual : std;
+      for (T& x : v) x = static_cast<T>(rng.normal(0.0, s));
+    }
+  }
+}
+
+template <typename T>
+std::vector<std::pair<std::string, Attention<T>*>> Model<T>::attention_modules() {
+  std::vector<std::pair<std::string, Attention<T>*>> out;
+  for (auto& [path, m] : this->named_modules())
+    if (auto* a = dynamic_cast<Attention<T>*>(m)) out.emplace_back(path, a);
+  return out;
+}
+
+template <typename T>
+Var<T> Model<T>::embed(const Stack& s, const IndexTensor& ids) const {
+  Var<T> x = s.tok_emb->forward(ids);  // [B, T, C]
+  x = s.pos_emb ? s.pos_emb->forward(x) : s.sinus->forward(x);
+  return s.drop->forward(x);
+}
+
+template <typename T>
+Var<T> Model<T>::run_blocks(const Stack& s, Var<T> x, const AttnMask& self_mask,
+                            const Var<T>& memory, const AttnMask& cross_mask,
+                            bool keep_attention) const {
+  for (TransformerBlock<T>* block : s.blocks)
+    x = block->forward(x, self_mask, memory, cross_mask, keep_attention);
+  return s.ln_f ? s.ln_f->forward(x) : x;
+}
+
+template <typename T>
+Var<T> Model<T>::project(const Stack& s, const Var<T>& x) const {
+  return s.head ? s.head->forward(x) : linear(x, s.tok_emb->weight, Var<T>());
+}
+
+template <typename T>
+ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
+  const ModelConfig& c = config_;
+  check_ids("tokens", batch.tokens);
+  const int64_t B = batch.batch_size(), T_ = batch.seq_len();
+  check_mask("mask", batch.mask, batch.tokens.shape);
+  ForwardResult<T> r;
+  if (c.arch == "encoder") {
+    QKV_CHECK(batch.positions.shape == Shape{B}, "Model: batch positions has shape {}, expected {}",
+              batch.positions.shape, Shape{B});
+    for (int64_t b = 0; b < B; ++b)
+      QKV_CHECK(batch.positions[b] >= 0 && batch.positions[b] < T_,
+                "Model: read-out position {} of example {} is outside [0, {})", batch.positions[b],
+                b, T_);
+    AttnMask mask;  // bidirectional: padding only
+    mask.key_padding = batch.mask;
+    Var<T> x = embed(main_, batch.tokens);
+    for (TransformerBlock<T>* block : main_.blocks)
+      x = block->forward(x, mask, Var<T>(), AttnMask(), keep_attention);
+    // ln_f is per position, so reading out first and normalising after is the same, cheaper.
+    Var<T> h = select_positions(x, batch.positions);  // [B, C]
+    if (main_.ln_f) h = main_.ln_f->forward(h);
+    r.logits = project(main_, h);  // [B, n_out]
+    if (!batch.targets.empty()) {
+      QKV_CHECK(batch.targets.shape == Shape{B}, "Model: batch targets has shape {}, expected {}",
+                batch.targets.shape, Shape{B});
+      r.loss = cross_entropy(r.logits, batch.targets);
+    }
+  } else {
+    AttnMask self_mask;
+    self_mask.causal = true;
+    self_mask.key_padding = batch.mask;
+    Var<T> memory;
+    AttnMask cross_mask;
+    if (c.arch == "seq2seq") {
+      check_ids("src", batch.src);
+      QKV_CHECK(batch.src.shape[0] == B, "Model: batch src has {} rows, tokens {}",
+                batch.src.shape[0], B);
+      check_mask("src_mask", batch.src_mask, batch.src.shape);
+      AttnMask src_mask;  // the encoder side is bidirectional
+      src_mask.key_padding = batch.src_mask;
+      memory =
+          run_blocks(src_, embed(src_, batch.src), src_mask, Var<T>(), AttnMask(), keep_attention);
+      cross_mask.key_padding = batch.src_mask;
+    }
+    Var<T> x = run_blocks(main_, embed(main_, batch.tokens), self_mask, memory, cross_mask,
+                          keep_attention);
+    r.logits = project(main_, x);  // [B, T, V]
+    if (!batch.targets.empty()) {
+      QKV_CHECK(batch.targets.shape == batch.tokens.shape,
+                "Model: batch targets has shape {}, expected {}", batch.targets.shape,
+                batch.tokens.shape);
+      r.loss = cross_entropy(reshape(r.logits, {B * T_, c.n_out}), flat(batch.targets));
+    }
+  }
+  if (keep_attention)
+    for (auto& [path, a] : attention_modules()) r.attention.emplace_back(path, a->last_attention());
+  return r;
+}
+
+template struct ForwardResult<float>;
+template struct ForwardResult<double>;
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace qkv
