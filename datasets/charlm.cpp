@@ -1,0 +1,147 @@
+#include "datasets/charlm.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "datasets/options.h"
+#include "datasets/pronoun.h"
+
+namespace qkv {
+namespace {
+
+const char* const kDefaultProbe = "The animal didn't cross the street because it was too";
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  QKV_CHECK(in.good(), "charlm: cannot open text file '{}' (does it exist?)", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  QKV_CHECK(!in.bad(), "charlm: error reading '{}'", path);
+  return ss.str();
+}
+
+}  // namespace
+
+std::string charlm_default_corpus(uint64_t seed) {
+  PronounTask pronoun(nlohmann::json{{"seed", seed}});
+  std::vector<std::string> sentences;
+  for (Split s : kAllSplits) {
+    for (const PronounExample& e : pronoun.examples(s)) {
+      std::string text = pronoun.vocab().decode(e.tokens) + ".";
+      text[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[0])));
+      sentences.push_back(std::move(text));
+    }
+  }
+  Rng rng(seed);
+  std::string out;
+  int64_t k = 0;
+  for (int64_t i : rng.permutation(static_cast<int64_t>(sentences.size()))) {
+    out += sentences[static_cast<size_t>(i)];
+    out += ++k % 10 == 0 ? '\n' : ' ';
+  }
+  out.back() = '\n';
+  return out;
+}
+
+CharLMTask::CharLMTask(const nlohmann::json& j) {
+  TaskOptions o("charlm", j);
+  const uint64_t seed = o.seed();
+  const std::string path = o.string("data", "");
+  block_ = o.integer("block_size", 64, 1, 65536);
+  o.finish();
+  options_ = o.resolved();
+
+  const std::string text = path.empty() ? charlm_default_corpus(seed) : read_text_file(path);
+  const std::string name = path.empty() ? "the default corpus" : "'" + path + "'";
+  QKV_CHECK(!text.empty(), "charlm: text file {} is empty", name);
+  std::vector<std::string> chars;
+  try {
+    chars = char_tokenize(text);
+  } catch (const Error& e) {
+    fail("charlm: {} is not valid UTF-8 text: {}", name, e.what());
+  }
+  std::set<std::string> distinct(chars.begin(), chars.end());
+  // Code-point order: for valid UTF-8, byte order of the encodings is code-point order.
+  vocab_ = Vocab::build({}, {distinct.begin(), distinct.end()}, Level::kChar);
+  ids_ = vocab_.ids(chars);
+
+  const auto n = static_cast<int64_t>(ids_.size());
+  const int64_t cuts[4] = {0, n * 90 / 100, n * 95 / 100, n};
+  for (int s = 0; s < 3; ++s) {
+    begin_[s] = cuts[s];
+    end_[s] = cuts[s + 1];
+  }
+  const int64_t shortest =
+      std::min({end_[0] - begin_[0], end_[1] - begin_[1], end_[2] - begin_[2]});
+  QKV_CHECK(shortest >= block_ + 1,
+            "charlm: {} has {} characters; with block_size {} each of the val and test chunks (5% "
+            "of the text) needs at least {} characters, so the text needs about {} (use a longer "
+            "text or a smaller block_size)",
+            name, n, block_, block_ + 1, 20 * (block_ + 1));
+
+  if (path.empty()) {
+    probe_ = kDefaultProbe;  // its last block_size characters when it is longer
+    if (static_cast<int64_t>(probe_.size()) > block_)
+      probe_ = probe_.substr(probe_.size() - size_t(block_));
+  } else {
+    const int64_t len = std::min<int64_t>({40, block_, end_[1] - begin_[1]});
+    std::vector<int32_t> p(ids_.begin() + begin_[1], ids_.begin() + begin_[1] + len);
+    probe_ = vocab_.decode(p);
+  }
+}
+
+int64_t CharLMTask::chunk_length(Split split) const {
+  const int s = static_cast<int>(split);
+  return end_[s] - begin_[s];
+}
+
+int64_t CharLMTask::size(Split split) const {
+  const int64_t len = chunk_length(split);
+  return split == Split::kTrain ? len - block_ : (len - 1) / block_;
+}
+
+Batch CharLMTask::batch(Split split, const std::vector<int64_t>& indices) const {
+  check_indices(*this, split, indices);
+  const int s = static_cast<int>(split);
+  std::vector<std::vector<int32_t>> rows, targets;
+  for (int64_t i : indices) {
+    const int64_t start = begin_[s] + (split == Split::kTrain ? i : i * block_);
+    auto at = ids_.begin() + start;
+    rows.emplace_back(at, at + block_);
+    targets.emplace_back(at + 1, at + block_ + 1);
+  }
+  return pack_decoder(rows, targets);
+}
+
+Batch CharLMTask::encode(const std::string& text, bool with_answer) const {
+  std::vector<int32_t> tokens = vocab_.encode(text);  // unknown characters throw
+  QKV_CHECK(!tokens.empty(), "charlm: the prompt is empty");
+  if (static_cast<int64_t>(tokens.size()) > block_)
+    tokens.erase(tokens.begin(), tokens.end() - block_);
+  std::vector<int32_t> targets(tokens.size(), -1);
+  if (with_answer)
+    for (size_t i = 0; i + 1 < tokens.size(); ++i) targets[i] = tokens[i + 1];
+  return pack_decoder({tokens}, {targets});
+}
+
+nlohmann::json CharLMTask::default_model_config() const {
+  const int64_t V = vocab_.size();
+  return {{"arch", "decoder"}, {"vocab_size", V},        {"max_len", block_},
+          {"d_model", 128},    {"n_heads", 4},           {"n_layers", 2},
+          {"d_ff", 512},       {"activation", "gelu"},   {"norm", "pre"},
+          {"pos", "learned"},  {"tie_embeddings", true}, {"n_out", V},
+          {"dropout", 0.0},    {"ln_eps", 1e-5}};
+}
+
+nlohmann::json CharLMTask::default_train_config() const {
+  return {{"steps", 3000},        {"batch_size", 32},     {"lr", 1e-3},
+          {"optimizer", "adamw"}, {"weight_decay", 0.01}, {"warmup", 100},
+          {"schedule", "cosine"}, {"clip", 1.0},          {"eval_every", 250}};
+}
+
+}  // namespace qkv

@@ -1,0 +1,56 @@
+// The charlm task (decoder): a character-level language model over a UTF-8 text file.
+// The vocabulary is "<pad>" plus every distinct code point of the text, in code-point order. The
+// text is split into contiguous chunks: the first 90% of its characters are train, the next 5%
+// val, the last 5% test. An example is a window of block_size characters and the same window
+// shifted by one as targets:
+//   tokens   T  h  e  _  c  a          targets  h  e  _  c  a  t
+// Train windows start at every character (size = chunk length - block_size); val and test
+// windows do not overlap (start every block_size characters), so an evaluation reads each
+// character once.
+// Options: seed (0; picks the default corpus), data (a text file; default: a generated corpus of
+// sentences from the pronoun templates), block_size (64).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "datasets/task.h"
+
+namespace qkv {
+
+/// The default corpus: the pronoun task's sentences, capitalised, with a period, in a seeded
+/// random order, about ten to a line.
+std::string charlm_default_corpus(uint64_t seed);
+
+class CharLMTask : public Task {
+ public:
+  explicit CharLMTask(const nlohmann::json& options = {});
+
+  std::string name() const override { return "charlm"; }
+  std::string arch() const override { return "decoder"; }
+  nlohmann::json options() const override { return options_; }
+  const Vocab& vocab() const override { return vocab_; }
+  int64_t max_len() const override { return block_; }
+  int64_t size(Split split) const override;
+  Batch batch(Split split, const std::vector<int64_t>& indices) const override;
+  /// text: a prompt (its last block_size characters are kept). with_answer: targets are the
+  /// prompt shifted by one (the last is -1); otherwise all -1.
+  Batch encode(const std::string& text, bool with_answer = true) const override;
+  std::string probe() const override { return probe_; }
+  nlohmann::json default_model_config() const override;
+  nlohmann::json default_train_config() const override;
+
+  /// Characters in each chunk.
+  int64_t chunk_length(Split split) const;
+
+ private:
+  nlohmann::json options_;
+  Vocab vocab_;
+  int64_t block_ = 64;
+  std::vector<int32_t> ids_;  // the whole text
+  int64_t begin_[3] = {0, 0, 0}, end_[3] = {0, 0, 0};
+  std::string probe_;
+};
+
+}  // namespace qkv

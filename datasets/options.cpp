@@ -1,0 +1,74 @@
+#include "datasets/options.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace qkv {
+
+TaskOptions::TaskOptions(std::string task, const nlohmann::json& j) : task_(std::move(task)) {
+  QKV_CHECK(j.is_null() || j.is_object(), "{}: options must be a JSON object, got {}", task_,
+            j.dump());
+  given_ = j.is_null() ? nlohmann::json::object() : j;
+}
+
+const nlohmann::json* TaskOptions::find(const std::string& key) {
+  asked_.push_back(key);
+  auto it = given_.find(key);
+  if (it == given_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+int64_t TaskOptions::integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
+  int64_t v = def;
+  if (const nlohmann::json* j = find(key)) {
+    bool whole = j->is_number_integer() ||
+                 (j->is_number_float() && std::floor(j->get<double>()) == j->get<double>() &&
+                  std::fabs(j->get<double>()) < 9e18);
+    QKV_CHECK(whole, "{}: option '{}' must be an integer, got {}", task_, key, j->dump());
+    if (j->is_number_unsigned() && j->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      fail("{}: option '{}' = {} is out of range [{}, {}]", task_, key, j->dump(), lo, hi);
+    v = j->is_number_integer() ? j->get<int64_t>() : static_cast<int64_t>(j->get<double>());
+  }
+  QKV_CHECK(v >= lo && v <= hi, "{}: option '{}' = {} is out of range [{}, {}]", task_, key, v, lo,
+            hi);
+  resolved_[key] = v;
+  return v;
+}
+
+double TaskOptions::number(const std::string& key, double def, double lo, double hi) {
+  double v = def;
+  if (const nlohmann::json* j = find(key)) {
+    QKV_CHECK(j->is_number(), "{}: option '{}' must be a number, got {}", task_, key, j->dump());
+    v = j->get<double>();
+  }
+  QKV_CHECK(v >= lo && v <= hi, "{}: option '{}' = {} is out of range [{}, {}]", task_, key, v, lo,
+            hi);
+  resolved_[key] = v;
+  return v;
+}
+
+std::string TaskOptions::string(const std::string& key, const std::string& def) {
+  std::string v = def;
+  if (const nlohmann::json* j = find(key)) {
+    QKV_CHECK(j->is_string(), "{}: option '{}' must be a string, got {}", task_, key, j->dump());
+    v = j->get<std::string>();
+  }
+  resolved_[key] = v.empty() ? nlohmann::json(nullptr) : nlohmann::json(v);
+  return v;
+}
+
+void TaskOptions::finish() const {
+  for (auto it = given_.begin(); it != given_.end(); ++it) {
+    if (std::find(asked_.begin(), asked_.end(), it.key()) != asked_.end()) continue;
+    std::vector<std::string> known = asked_;
+    std::sort(known.begin(), known.end());
+    known.erase(std::unique(known.begin(), known.end()), known.end());
+    std::string list;
+    for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+    fail("{}: unknown option '{}' (known options: {})", task_, it.key(), list);
+  }
+}
+
+}  // namespace qkv

@@ -1,0 +1,91 @@
+#include "datasets/winogrande.h"
+
+#include <algorithm>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace qkv {
+namespace {
+
+std::string text_field(const nlohmann::json& j, const char* key, const std::string& where,
+                       bool required) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    QKV_CHECK(!required, "{}: missing field '{}'", where, key);
+    return "";
+  }
+  QKV_CHECK(it->is_string(), "{}: field '{}' must be a string, got {}", where, key, it->dump());
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+WinoRecord parse_winogrande_line(const std::string& line, const std::string& where) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: not valid JSON ({})", where, e.what());
+  }
+  QKV_CHECK(j.is_object(), "{}: expected a JSON object, got {}", where, j.type_name());
+  WinoRecord r;
+  r.qid = text_field(j, "qID", where, false);
+  r.sentence = text_field(j, "sentence", where, true);
+  r.option1 = text_field(j, "option1", where, true);
+  r.option2 = text_field(j, "option2", where, true);
+  auto a = j.find("answer");
+  if (a != j.end() && a->is_number_integer()) {
+    r.answer = std::to_string(a->get<int64_t>());
+  } else {
+    r.answer = text_field(j, "answer", where, false);
+  }
+  QKV_CHECK(r.answer.empty() || r.answer == "1" || r.answer == "2",
+            "{}: field 'answer' must be \"1\" or \"2\", got \"{}\"", where, r.answer);
+  const auto blanks = std::count(r.sentence.begin(), r.sentence.end(), '_');
+  QKV_CHECK(blanks == 1,
+            "{}: the sentence must have exactly one '_' (where an option goes), it has {}", where,
+            blanks);
+  QKV_CHECK(!r.option1.empty() && !r.option2.empty(), "{}: option1 and option2 must not be empty",
+            where);
+  return r;
+}
+
+std::string format_winogrande_line(const WinoRecord& r) {
+  nlohmann::ordered_json j;
+  if (!r.qid.empty()) j["qID"] = r.qid;
+  j["sentence"] = r.sentence;
+  j["option1"] = r.option1;
+  j["option2"] = r.option2;
+  if (!r.answer.empty()) j["answer"] = r.answer;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::vector<WinoRecord> read_winogrande(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  QKV_CHECK(in.good(), "cannot open WinoGrande file '{}' (does it exist?)", path);
+  std::vector<WinoRecord> out;
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    out.push_back(parse_winogrande_line(line, fmt::format("{}:{}", path, n)));
+  }
+  QKV_CHECK(!in.bad(), "error reading '{}'", path);
+  QKV_CHECK(!out.empty(), "WinoGrande file '{}' has no records", path);
+  return out;
+}
+
+void write_winogrande(const std::string& path, const std::vector<WinoRecord>& records) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  QKV_CHECK(out.good(), "cannot write '{}'", path);
+  for (const WinoRecord& r : records) out << format_winogrande_line(r) << '\n';
+  out.flush();
+  QKV_CHECK(out.good(), "error writing '{}'", path);
+}
+
+}  // namespace qkv
