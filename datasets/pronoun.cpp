@@ -290,105 +290,124 @@ PronounTask::PronounTask(const nlohmann::json& j) {
   max_len_ = (max_len_ + 7) / 8 * 8;  // room for a user's slightly longer sentence
 }
 
-void PronounTask::generate(uint64_t seed, int64_t combos_per_template) {
-  const auto& templates = pronoun_templates();
-  // The vocabulary: every word any template can produce, in alphabetical order after the specials.
+namespace {
+
+using NounPair = std::pair<std::string, std::string>;
+
+bool is_forced(const std::vector<NounPair>& forced, const std::string& a, const std::string& b) {
+  return std::find(forced.begin(), forced.end(), unordered(a, b)) != forced.end();
+}
+
+// The vocabulary: every word any template can produce, alphabetically, after <pad> and <blank>.
+Vocab template_vocab() {
   std::set<std::string> words = {"it",   "he",     "she",     "they", "was",
                                  "were", "wasn't", "weren't", ".",    ","};
-  for (const PronounTemplate& t : templates) {
+  for (const PronounTemplate& t : pronoun_templates()) {
     for (const std::string& w : split_spaces(t.text))
       if (w.front() != '{') words.insert(w);
     words.insert(t.a_triggers.begin(), t.a_triggers.end());
     words.insert(t.b_triggers.begin(), t.b_triggers.end());
   }
   for (const std::string& n : pronoun_nouns()) words.insert(n);
-  vocab_ = Vocab::build({Vocab::kBlank}, {words.begin(), words.end()});
+  return Vocab::build({Vocab::kBlank}, {words.begin(), words.end()});
+}
 
-  const std::vector<std::pair<std::string, std::string>> forced = {unordered("animal", "street"),
-                                                                   unordered("trophy", "suitcase")};
+// The (first noun, second noun) combinations a template is written with: every pair of distinct
+// nouns of its slot classes with the same pronoun, in a seeded random order, cut to `cap`
+// (0 = all) but never cutting a forced pair.
+std::vector<NounPair> choose_combos(const PronounTemplate& t, const std::vector<NounPair>& forced,
+                                    int64_t cap, Rng& rng) {
+  std::vector<NounPair> combos, chosen;
+  for (const std::string& a : nouns_of(t.a_classes))
+    for (const std::string& b : nouns_of(t.b_classes))
+      if (a != b && pronoun_of(a) == pronoun_of(b)) combos.emplace_back(a, b);
+  for (int64_t k : rng.permutation(static_cast<int64_t>(combos.size()))) {
+    const NounPair& c = combos[static_cast<size_t>(k)];
+    if (is_forced(forced, c.first, c.second)) {
+      chosen.insert(chosen.begin(), c);
+    } else {
+      chosen.push_back(c);
+    }
+  }
+  size_t keep = cap > 0 ? static_cast<size_t>(cap) : chosen.size();
+  for (size_t i = 0; i < chosen.size(); ++i)
+    if (is_forced(forced, chosen[i].first, chosen[i].second)) keep = std::max(keep, i + 1);
+  chosen.resize(std::min(keep, chosen.size()));
+  return chosen;
+}
+
+// One sentence: template `ti` with nouns a, b and a trigger whose referent is slot 0 (a) or 1 (b).
+PronounExample fill_template(const Vocab& vocab, size_t ti, const std::string& a,
+                             const std::string& b, const std::string& trigger, int slot) {
+  const PronounTemplate& t = pronoun_templates()[ti];
+  const std::string p = pronoun_of(a);
+  PronounExample e;
+  int32_t pos_a = -1, pos_b = -1;
+  for (const std::string& w : split_spaces(t.text)) {
+    const auto i = static_cast<int32_t>(e.tokens.size());
+    std::string word = w;
+    if (w == "{A}") {
+      word = a;
+      pos_a = i;
+    } else if (w == "{B}") {
+      word = b;
+      pos_b = i;
+    } else if (w == "{P}") {
+      word = p;
+      e.position = i;
+    } else if (w == "{T}") {
+      word = trigger;
+    } else if (w == "{was}") {
+      word = p == "they" ? "were" : "was";
+    } else if (w == "{wasnt}") {
+      word = p == "they" ? "weren't" : "wasn't";
+    }
+    e.tokens.push_back(vocab.id(word));
+  }
+  e.template_id = static_cast<int>(ti);
+  e.trigger = trigger;
+  e.referent_slot = slot;
+  e.option1 = a;
+  e.option2 = b;
+  e.referent_pos = slot == 0 ? pos_a : pos_b;
+  e.distractor_pos = slot == 0 ? pos_b : pos_a;
+  e.target = e.tokens[static_cast<size_t>(e.referent_pos)];
+  return e;
+}
+
+}  // namespace
+
+void PronounTask::generate(uint64_t seed, int64_t combos_per_template) {
+  vocab_ = template_vocab();
+  const std::vector<NounPair> forced = {unordered("animal", "street"),
+                                        unordered("trophy", "suitcase")};
   Rng rng(seed);
   Rng pick = rng.split();
   std::vector<PronounExample> all;
+  const auto& templates = pronoun_templates();
   for (size_t ti = 0; ti < templates.size(); ++ti) {
     const PronounTemplate& t = templates[ti];
     QKV_CHECK(t.a_triggers.size() == t.b_triggers.size(),
               "pronoun: template '{}' has {} first-noun and {} second-noun triggers", t.name,
               t.a_triggers.size(), t.b_triggers.size());
-    // Every valid combination, then a random subset (forced pairs first).
-    std::vector<std::pair<std::string, std::string>> combos, chosen;
-    for (const std::string& a : nouns_of(t.a_classes))
-      for (const std::string& b : nouns_of(t.b_classes))
-        if (a != b && pronoun_of(a) == pronoun_of(b)) combos.emplace_back(a, b);
-    for (int64_t k : pick.permutation(static_cast<int64_t>(combos.size()))) {
-      const auto& c = combos[static_cast<size_t>(k)];
-      const bool is_forced =
-          std::find(forced.begin(), forced.end(), unordered(c.first, c.second)) != forced.end();
-      if (is_forced)
-        chosen.insert(chosen.begin(), c);
-      else
-        chosen.push_back(c);
-    }
-    size_t keep =
-        combos_per_template > 0 ? static_cast<size_t>(combos_per_template) : chosen.size();
-    for (const auto& c : chosen)  // a forced combination is never cut
-      if (std::find(forced.begin(), forced.end(), unordered(c.first, c.second)) != forced.end())
-        keep = std::max(keep, static_cast<size_t>(&c - chosen.data()) + 1);
-    chosen.resize(std::min(keep, chosen.size()));
-
-    const std::vector<std::string> pattern = split_spaces(t.text);
-    for (const auto& [a, b] : chosen) {
-      const std::string p = pronoun_of(a);
-      for (int slot = 0; slot < 2; ++slot) {
-        for (const std::string& trigger : slot == 0 ? t.a_triggers : t.b_triggers) {
-          PronounExample e;
-          int32_t pos_a = -1, pos_b = -1;
-          for (const std::string& w : pattern) {
-            const auto i = static_cast<int32_t>(e.tokens.size());
-            std::string word = w;
-            if (w == "{A}") {
-              word = a;
-              pos_a = i;
-            } else if (w == "{B}") {
-              word = b;
-              pos_b = i;
-            } else if (w == "{P}") {
-              word = p;
-              e.position = i;
-            } else if (w == "{T}") {
-              word = trigger;
-            } else if (w == "{was}") {
-              word = p == "they" ? "were" : "was";
-            } else if (w == "{wasnt}") {
-              word = p == "they" ? "weren't" : "wasn't";
-            }
-            e.tokens.push_back(vocab_.id(word));
-          }
-          e.template_id = static_cast<int>(ti);
-          e.trigger = trigger;
-          e.referent_slot = slot;
-          e.option1 = a;
-          e.option2 = b;
-          e.referent_pos = slot == 0 ? pos_a : pos_b;
-          e.distractor_pos = slot == 0 ? pos_b : pos_a;
-          e.target = e.tokens[static_cast<size_t>(e.referent_pos)];
-          all.push_back(std::move(e));
-        }
-      }
-    }
+    // Every trigger for every chosen combination: balanced per template, trigger and slot.
+    for (const auto& [a, b] : choose_combos(t, forced, combos_per_template, pick))
+      for (int slot = 0; slot < 2; ++slot)
+        for (const std::string& trigger : slot == 0 ? t.a_triggers : t.b_triggers)
+          all.push_back(fill_template(vocab_, ti, a, b, trigger, slot));
   }
   assign_splits(std::move(all), rng.next_u64(), forced);
 
-  // Every noun in at least one training pair: move a held-out pair into train where one is not.
+  // Every noun in at least one training pair: where one is not, move a held-out pair into train.
   for (const std::string& noun : pronoun_nouns()) {
-    auto in = [&](const PronounExample& e) { return e.option1 == noun || e.option2 == noun; };
-    if (std::any_of(splits_[0].begin(), splits_[0].end(), in)) continue;
+    auto has = [&](const PronounExample& e) { return e.option1 == noun || e.option2 == noun; };
+    if (std::any_of(splits_[0].begin(), splits_[0].end(), has)) continue;
     for (int s : {1, 2}) {
       auto it = std::find_if(splits_[s].begin(), splits_[s].end(), [&](const PronounExample& e) {
-        return in(e) && std::find(forced.begin(), forced.end(), unordered(e.option1, e.option2)) ==
-                            forced.end();
+        return has(e) && !is_forced(forced, e.option1, e.option2);
       });
       if (it == splits_[s].end()) continue;
-      const auto pair = unordered(it->option1, it->option2);
+      const NounPair pair = unordered(it->option1, it->option2);
       auto same = [&](const PronounExample& e) { return unordered(e.option1, e.option2) == pair; };
       for (const PronounExample& e : splits_[s])
         if (same(e)) splits_[0].push_back(e);

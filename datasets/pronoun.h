@@ -28,7 +28,7 @@
 // sentence (-1 if absent). A record without an answer gets target -1. Imported records are split
 // by option pair like generated ones.
 //
-// Options: seed (0), combos_per_template (40; 0 = all), val_fraction (0.1), test_fraction (0.1),
+// Options: seed (0), combos_per_template (48; 0 = all), val_fraction (0.1), test_fraction (0.1),
 // data (a WinoGrande .jsonl to import instead of generating).
 #pragma once
 

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <functional>
+
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -19,9 +22,19 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
+// Files this process wrote, removed when it exits.
+struct TempFiles {
+  std::vector<std::string> paths;
+  ~TempFiles() {
+    for (const std::string& p : paths) std::remove(p.c_str());
+  }
+};
+TempFiles temp_files;
+
 std::string temp_file(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "qkv_" + name;
+  const std::string path = ::testing::TempDir() + "qkv_" + std::to_string(::getpid()) + "_" + name;
   std::ofstream(path, std::ios::binary) << text;
+  temp_files.paths.push_back(path);
   return path;
 }
 

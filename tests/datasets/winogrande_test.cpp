@@ -4,7 +4,10 @@
 
 #include <functional>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 
 #include "core/error.h"
@@ -13,8 +16,20 @@
 namespace qkv {
 namespace {
 
+// Files this process wrote, removed when it exits.
+struct TempFiles {
+  std::vector<std::string> paths;
+  ~TempFiles() {
+    for (const std::string& p : paths) std::remove(p.c_str());
+  }
+};
+TempFiles temp_files;
+
+// A file name of this process's own, so parallel test runs do not share files.
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "qkv_" + name;
+  std::string path = ::testing::TempDir() + "qkv_" + std::to_string(::getpid()) + "_" + name;
+  temp_files.paths.push_back(path);
+  return path;
 }
 
 void write_file(const std::string& path, const std::string& text) {
