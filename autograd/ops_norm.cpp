@@ -1,0 +1,118 @@
+// layer_norm over the last axis, with a fused backward.
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/ops.h"
+
+namespace qkv {
+namespace {
+
+constexpr int64_t kParallelElements = 65536;  // below this, one thread does every row
+constexpr int64_t kMaxBlocks = 16;            // row blocks of the backward's weight/bias sums
+constexpr int64_t kMinBlockRows = 8;
+
+/// Row blocks for the backward's partial sums: a function of the shape only, so dweight and dbias
+/// are summed in the same order whatever the thread count.
+int64_t row_blocks(int64_t rows, int64_t C) {
+  if (rows * C < kParallelElements) return 1;
+  return std::max<int64_t>(1, std::min(kMaxBlocks, rows / kMinBlockRows));
+}
+
+}  // namespace
+
+// LayerNorm, per row x of C elements (R rows):
+//   μ = mean(x),  σ² = mean((x − μ)²)  (biased, as PyTorch),  r = 1/√(σ² + ε)
+//   x̂ = (x − μ)·r,  y = x̂ ⊙ w + b        (w = 1, b = 0 when undefined)
+// μ and r are saved per row (saved[0], saved[1]); x̂ is recomputed from x in the backward.
+// Backward, g = dL/dy:
+//   in the forward pass this was y = x̂ ⊙ w + b, so now we have
+//     db += Σ_rows g,   dw += Σ_rows g ⊙ x̂,   dx̂ = g ⊙ w
+//   and x̂_j = (x_j − μ)·r with ∂μ/∂x_k = 1/C and ∂r/∂x_k = −r³ (x_k − μ)/C (the Σ(x − μ) term of
+//   ∂σ²/∂x_k vanishes), so ∂x̂_j/∂x_k = r (δ_jk − 1/C − x̂_j x̂_k / C), and summing over j:
+//     dx_k += r · (dx̂_k − mean(dx̂) − x̂_k · mean(dx̂ ⊙ x̂))
+// Rows are independent (OpenMP over rows); dw and db are summed per fixed row block, then the
+// blocks in order, so the result is the same on every run and for any thread count.
+template <typename T>
+Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps) {
+  QKV_CHECK(x.dim() >= 1, "layer_norm: needs at least one axis, got shape {}", x.shape());
+  const int64_t C = x.size(-1), R = x.shape().span(0, x.dim() - 1);
+  const bool has_w = weight.defined(), has_b = bias.defined();
+  QKV_CHECK(!has_w || (weight.dim() == 1 && weight.size(0) == C),
+            "layer_norm: weight {} does not match input {} (C = {})", weight.shape(), x.shape(), C);
+  QKV_CHECK(!has_b || (bias.dim() == 1 && bias.size(0) == C),
+            "layer_norm: bias {} does not match input {} (C = {})", bias.shape(), x.shape(), C);
+  QKV_CHECK(eps >= 0 && std::isfinite(eps), "layer_norm: eps must be finite and >= 0, got {}", eps);
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  Tensor<T> mean = Tensor<T>::empty({R}), rstd = Tensor<T>::empty({R});
+  auto X = x.value().mat(R, C);
+  auto Y = y.mat(R, C);
+  // Without a weight, w = 1 (a pooled row of ones keeps one code path); without a bias, b = 0.
+  const Tensor<T> w = has_w ? weight.value() : Tensor<T>::full({C}, T(1));
+  const Tensor<T> b = has_b ? bias.value() : Tensor<T>::zeros({C});
+  const ConstRowsMap<T> W(w.data(), 1, C), B(b.data(), 1, C);
+#pragma omp parallel for schedule(static) if (R * C >= kParallelElements)
+  for (int64_t r = 0; r < R; ++r) {
+    const T mu = X.row(r).mean();
+    const T var = (X.row(r).array() - mu).square().mean();
+    const T rs = T(1) / std::sqrt(var + static_cast<T>(eps));
+    mean[r] = mu;
+    rstd[r] = rs;
+    Y.row(r) = ((X.row(r).array() - mu) * rs * W.array() + B.array()).matrix();
+  }
+  auto backward = [](Node<T>& o) {
+    const bool has_w = o.args[0] != 0, has_b = o.args[1] != 0;
+    const Tensor<T>& xv = o.input_value(0);
+    const int64_t C = xv.size(-1), R = xv.shape().span(0, xv.dim() - 1);
+    auto X = xv.mat(R, C);
+    auto G = o.grad.mat(R, C);
+    const T* mean = o.saved[0].data();
+    const T* rstd = o.saved[1].data();
+    const Tensor<T> w = has_w ? o.input_value(1) : Tensor<T>::full({C}, T(1));
+    const ConstRowsMap<T> W(w.data(), 1, C);
+    Tensor<T>* dx = o.input_grad(0);
+    Tensor<T>* dw = has_w ? o.input_grad(1) : nullptr;
+    Tensor<T>* db = has_b ? o.input_grad(has_w ? 2 : 1) : nullptr;
+    const int64_t nblk = row_blocks(R, C);
+    Tensor<T> partial;  // per block: Σ g ⊙ x̂ (row 2·blk) and Σ g (row 2·blk + 1)
+    if (dw || db) partial = Tensor<T>(Shape{2 * nblk, C});
+#pragma omp parallel for schedule(static) if (nblk > 1)
+    for (int64_t blk = 0; blk < nblk; ++blk) {
+      for (int64_t r = R * blk / nblk; r < R * (blk + 1) / nblk; ++r) {
+        const T mu = mean[r], rs = rstd[r];
+        // x̂ = (x − μ)·r and dx̂ = g ⊙ w, as expressions (no scratch rows).
+        if (partial.defined()) {
+          RowsMap<T> P(partial.data() + 2 * blk * C, 2, C);
+          P.row(0).array() += G.row(r).array() * (X.row(r).array() - mu) * rs;
+          P.row(1) += G.row(r);
+        }
+        if (!dx) continue;
+        const T m1 = (G.row(r).array() * W.array()).mean();  // mean(dx̂)
+        const T m2 = (G.row(r).array() * W.array() * (X.row(r).array() - mu)).mean() * rs;
+        RowsMap<T>(dx->data() + r * C, 1, C).array() +=
+            rs * (G.row(r).array() * W.array() - m1 - (X.row(r).array() - mu) * (rs * m2));
+      }
+    }
+    for (int64_t blk = 0; blk < nblk && partial.defined(); ++blk) {
+      RowsMap<T> P(partial.data() + 2 * blk * C, 2, C);
+      if (dw) dw->vec() += P.row(0).transpose();
+      if (db) db->vec() += P.row(1).transpose();
+    }
+  };
+  auto record = [&](std::initializer_list<const Var<T>*> inputs) {
+    return make_result<T>(std::move(y), inputs, "layer_norm", backward);
+  };
+  Var<T> out = has_w ? (has_b ? record({&x, &weight, &bias}) : record({&x, &weight}))
+                     : (has_b ? record({&x, &bias}) : record({&x}));
+  if (records(out)) {
+    out.node()->saved[0] = std::move(mean);
+    out.node()->saved[1] = std::move(rstd);
+    out.node()->args[0] = has_w;
+    out.node()->args[1] = has_b;
+  }
+  return out;
+}
+
+template Var<float> layer_norm(const Var<float>&, const Var<float>&, const Var<float>&, double);
+template Var<double> layer_norm(const Var<double>&, const Var<double>&, const Var<double>&, double);
+
+}  // namespace qkv
