@@ -1,0 +1,379 @@
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "test_util.h"
+
+namespace qkv {
+namespace {
+
+using testing::randn;
+
+const double kInf = std::numeric_limits<double>::infinity();
+
+/// A float64 leaf with values in [lo, lo + 1 + |normal|): strictly positive when lo > 0.
+Var<double> positive(const Shape& shape, Rng& rng, double lo = 0.5) {
+  Tensor<double> t = Tensor<double>::empty(shape);
+  for (double& x : t) x = lo + std::abs(rng.normal());
+  return Var<double>(t, true);
+}
+
+/// The exact text of the qkv::Error that f throws ("" when it throws none).
+template <typename F>
+std::string error_text(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// Row-major flat index of `idx` (aligned at the right of `out`) in `in`, broadcasting size-1 axes.
+int64_t bcast_index(const Shape& in, const Shape& out, const std::array<int64_t, 4>& idx) {
+  int64_t flat = 0;
+  for (int i = 0; i < in.nd; ++i) {
+    const int oi = i + out.nd - in.nd;
+    flat = flat * in[i] + (in[i] == 1 ? 0 : idx[static_cast<size_t>(oi)]);
+  }
+  return flat;
+}
+
+/// Multi-index of flat element f of shape s.
+std::array<int64_t, 4> unflatten(const Shape& s, int64_t f) {
+  std::array<int64_t, 4> idx{};
+  for (int i = s.nd - 1; i >= 0; --i) {
+    idx[static_cast<size_t>(i)] = f % s[i];
+    f /= s[i];
+  }
+  return idx;
+}
+
+// ---- gradchecks: binary ops, same shape and broadcasting --------------------------------------
+
+struct BinaryCase {
+  Shape a, b;
+};
+
+const BinaryCase kBinaryCases[] = {
+    {{2, 3}, {2, 3}},
+    {{2, 3}, {3}},
+    {{3}, {2, 3}},
+    {{2, 1, 3}, {4, 1}},
+    {{2, 3}, {}},
+    {{}, {2, 3}},
+    {{2, 3, 4}, {3, 4}},
+    {{2, 3, 4}, {2, 3, 1}},
+    {{2, 1, 4}, {1, 3, 1}},
+    {{2, 3, 4, 5}, {3, 1, 5}},
+    {{1, 3, 1, 2}, {2, 1, 4, 1}},
+    {{}, {}},
+};
+
+TEST(Add, GradcheckBroadcasting) {
+  Rng rng(1);
+  for (const auto& c : kBinaryCases) {
+    auto a = randn(c.a, rng), b = randn(c.b, rng);
+    SCOPED_TRACE(c.a.str() + " with " + c.b.str());
+    EXPECT_GRADCHECK(gradcheck([&] { return add(a, b); }, {a, b}));
+  }
+}
+
+TEST(Sub, GradcheckBroadcasting) {
+  Rng rng(2);
+  for (const auto& c : kBinaryCases) {
+    auto a = randn(c.a, rng), b = randn(c.b, rng);
+    SCOPED_TRACE(c.a.str() + " with " + c.b.str());
+    EXPECT_GRADCHECK(gradcheck([&] { return a - b; }, {a, b}));
+  }
+}
+
+TEST(Mul, GradcheckBroadcasting) {
+  Rng rng(3);
+  for (const auto& c : kBinaryCases) {
+    auto a = randn(c.a, rng), b = randn(c.b, rng);
+    SCOPED_TRACE(c.a.str() + " with " + c.b.str());
+    EXPECT_GRADCHECK(gradcheck([&] { return a * b; }, {a, b}));
+  }
+}
+
+TEST(Div, GradcheckBroadcasting) {
+  Rng rng(4);
+  for (const auto& c : kBinaryCases) {
+    auto a = randn(c.a, rng), b = positive(c.b, rng);
+    SCOPED_TRACE(c.a.str() + " with " + c.b.str());
+    EXPECT_GRADCHECK(gradcheck([&] { return a / b; }, {a, b}));
+  }
+}
+
+TEST(Mul, SameVarOnBothSidesAccumulates) {
+  Rng rng(5);
+  auto x = randn({3, 4}, rng);
+  EXPECT_GRADCHECK(gradcheck([&] { return mul(x, x); }, {x}));
+  // Intermediates are kept in named Vars wherever backward() frees the graph (see the report on
+  // engine.cpp: a temporary intermediate is released mid-sweep).
+  Var<double> xx = mul(x, x);
+  Var<double> y = sum(xx);
+  y.backward();
+  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(x.grad()[i], 2 * x.value()[i], 1e-12);
+}
+
+TEST(Add, OnlyOneInputRequiresGrad) {
+  Rng rng(6);
+  auto a = randn({2, 3}, rng);
+  auto b = randn({3}, rng, /*requires_grad=*/false);
+  EXPECT_GRADCHECK(gradcheck([&] { return a * b + a; }, {a}));
+  EXPECT_FALSE(b.grad().defined());
+}
+
+// ---- broadcasting values against a naive index walk ------------------------------------------
+
+TEST(Broadcast, ValuesAndGradientsMatchNaiveIndexing) {
+  Rng rng(7);
+  for (const auto& c : kBinaryCases) {
+    auto a = randn(c.a, rng), b = randn(c.b, rng);
+    Var<double> y = mul(a, b);
+    const Shape s = y.shape();
+    Tensor<double> g = Tensor<double>::empty(s);
+    for (double& v : g) v = rng.normal();
+    y.backward(g);
+    Tensor<double> da(c.a), db(c.b);
+    for (int64_t f = 0; f < y.numel(); ++f) {
+      const auto idx = unflatten(s, f);
+      const int64_t ia = bcast_index(c.a, s, idx), ib = bcast_index(c.b, s, idx);
+      EXPECT_DOUBLE_EQ(y.value()[f], a.value()[ia] * b.value()[ib]);
+      da[ia] += g[f] * b.value()[ib];
+      db[ib] += g[f] * a.value()[ia];
+    }
+    for (int64_t i = 0; i < da.numel(); ++i) EXPECT_NEAR(a.grad()[i], da[i], 1e-12);
+    for (int64_t i = 0; i < db.numel(); ++i) EXPECT_NEAR(b.grad()[i], db[i], 1e-12);
+  }
+}
+
+TEST(Broadcast, ResultShapes) {
+  Var<double> a(Tensor<double>({2, 1, 3}));
+  Var<double> b(Tensor<double>({4, 1}));
+  EXPECT_EQ(add(a, b).shape(), Shape({2, 4, 3}));
+  Var<double> s(Tensor<double>::scalar(2.0));
+  EXPECT_EQ(mul(s, b).shape(), Shape({4, 1}));
+  EXPECT_EQ(mul(s, s).shape(), Shape({}));
+}
+
+TEST(Broadcast, ErrorNamesOpAndBothShapes) {
+  Var<double> a(Tensor<double>({2, 3}));
+  Var<double> b(Tensor<double>({4}));
+  EXPECT_EQ(error_text([&] { add(a, b); }), "add: cannot broadcast [2, 3] with [4]");
+  EXPECT_EQ(error_text([&] { sub(b, a); }), "sub: cannot broadcast [4] with [2, 3]");
+  EXPECT_EQ(error_text([&] { mul(a, b); }), "mul: cannot broadcast [2, 3] with [4]");
+  EXPECT_EQ(error_text([&] { div(a, b); }), "div: cannot broadcast [2, 3] with [4]");
+}
+
+TEST(Elementwise, InputsAreNotWritten) {
+  Rng rng(8);
+  auto a = randn({2, 3}, rng), b = randn({3}, rng);
+  Tensor<double> a0 = a.value().clone(), b0 = b.value().clone();
+  Var<double> ab = a * b, t = tanh(ab), e = exp(b), q = t / e, g = gelu(q);
+  Var<double> y = sum(g);
+  y.backward();
+  for (int64_t i = 0; i < a.numel(); ++i) EXPECT_EQ(a.value()[i], a0[i]);
+  for (int64_t i = 0; i < b.numel(); ++i) EXPECT_EQ(b.value()[i], b0[i]);
+}
+
+// ---- gradchecks: unary and scalar ops --------------------------------------------------------
+
+TEST(Unary, GradcheckEveryOp) {
+  Rng rng(9);
+  auto x = randn({3, 4}, rng);
+  auto p = positive({3, 4}, rng);
+  EXPECT_GRADCHECK(gradcheck([&] { return neg(x); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return -x; }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return add_scalar(x, 2.5); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return mul_scalar(x, -1.5); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return 3.0 * x + 1.0; }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return pow_scalar(x, 3.0); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return pow_scalar(x, 2.0); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return pow_scalar(p, 0.5); }, {p}));
+  EXPECT_GRADCHECK(gradcheck([&] { return pow_scalar(p, -1.5); }, {p}));
+  EXPECT_GRADCHECK(gradcheck([&] { return pow_scalar(x, 0.0); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return exp(x); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return log(p); }, {p}));
+  EXPECT_GRADCHECK(gradcheck([&] { return sqrt(p); }, {p}));
+  EXPECT_GRADCHECK(gradcheck([&] { return tanh(x); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return gelu(x); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return gelu(x, GeluForm::kTanh); }, {x}));
+}
+
+TEST(Relu, GradcheckAwayFromZero) {
+  Tensor<double> t = Tensor<double>::from({2, 4}, {-2.0, -0.7, -0.1, 0.2, 0.9, 1.5, -3.0, 0.05});
+  Var<double> x(t, true);
+  EXPECT_GRADCHECK(gradcheck([&] { return relu(x); }, {x}));
+  Var<double> y = relu(x);
+  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_EQ(y.value()[i], std::max(t[i], 0.0));
+}
+
+TEST(Relu, GradientAtZeroIsZero) {
+  Var<double> x(Tensor<double>::from({3}, {-1.0, 0.0, 1.0}), true);
+  Var<double> r = relu(x);
+  sum(r).backward();
+  EXPECT_EQ(x.grad()[0], 0.0);
+  EXPECT_EQ(x.grad()[1], 0.0);
+  EXPECT_EQ(x.grad()[2], 1.0);
+}
+
+TEST(Unary, Composition) {
+  Rng rng(10);
+  auto x = randn({2, 3}, rng);
+  auto w = randn({3}, rng);
+  EXPECT_GRADCHECK(gradcheck([&] { return sqrt(exp(x * w) + 1.0) - log(exp(x) + 2.0); }, {x, w}));
+}
+
+// ---- known values ----------------------------------------------------------------------------
+
+// Computed independently with Python's math.erf / math.tanh:
+//   x·½(1 + erf(x/√2))   and   ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+TEST(Gelu, KnownValues) {
+  const std::vector<double> xs = {1.0, -1.0, 0.5, -2.0, 3.0, 0.0};
+  const std::vector<double> erf_form = {0.8413447460685429,  -0.15865525393145707,
+                                        0.34573123063700656, -0.04550026389635842,
+                                        2.99595030590511,    0.0};
+  const std::vector<double> tanh_form = {0.8411919906082768,  -0.15880800939172324,
+                                         0.34571400982514394, -0.04540230591222494,
+                                         2.996362607918227,   0.0};
+  Var<double> x(Tensor<double>::from({6}, xs));
+  Tensor<double> ye = gelu(x).value(), yt = gelu(x, GeluForm::kTanh).value();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    EXPECT_NEAR(ye[static_cast<int64_t>(i)], erf_form[i], 1e-15) << "erf form at " << xs[i];
+    EXPECT_NEAR(yt[static_cast<int64_t>(i)], tanh_form[i], 1e-15) << "tanh form at " << xs[i];
+  }
+  Var<float> xf(Tensor<float>::from({1}, {1.0f}));
+  EXPECT_NEAR(gelu(xf).item(), 0.8413447460685429, 1e-6);
+  EXPECT_NEAR(gelu(xf, GeluForm::kTanh).item(), 0.8411919906082768, 1e-6);
+}
+
+TEST(Elementwise, KnownValues) {
+  Var<double> a(Tensor<double>::from({2, 2}, {1.0, 4.0, 9.0, 16.0}));
+  Var<double> b(Tensor<double>::from({2}, {2.0, -1.0}));
+  EXPECT_EQ((a + b).value().to_vector(), (std::vector<double>{3, 3, 11, 15}));
+  EXPECT_EQ((a - b).value().to_vector(), (std::vector<double>{-1, 5, 7, 17}));
+  EXPECT_EQ((a * b).value().to_vector(), (std::vector<double>{2, -4, 18, -16}));
+  EXPECT_EQ((a / b).value().to_vector(), (std::vector<double>{0.5, -4, 4.5, -16}));
+  EXPECT_EQ(sqrt(a).value().to_vector(), (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(pow_scalar(a, 0.5).value().to_vector(), (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(relu(b).value().to_vector(), (std::vector<double>{2, 0}));
+  EXPECT_NEAR(log(a).value()[3], std::log(16.0), 1e-15);
+  EXPECT_NEAR(exp(b).value()[1], std::exp(-1.0), 1e-15);
+  EXPECT_NEAR(tanh(b).value()[0], std::tanh(2.0), 1e-15);
+}
+
+// ---- float32 and float64 agree ---------------------------------------------------------------
+
+TEST(Elementwise, Float32AgreesWithFloat64) {
+  Rng rng(11);
+  auto x = randn({4, 33}, rng, false);
+  auto w = randn({33}, rng, false);
+  auto p = positive({4, 33}, rng);
+  Var<float> xf(x.value().to<float>()), wf(w.value().to<float>()), pf(p.value().to<float>());
+  auto check = [](const Tensor<double>& y64, const Tensor<float>& y32, const char* what) {
+    ASSERT_EQ(y64.shape(), y32.shape()) << what;
+    for (int64_t i = 0; i < y64.numel(); ++i)
+      EXPECT_NEAR(y32[i], y64[i], 2e-6 * (1 + std::abs(y64[i]))) << what << " at " << i;
+  };
+  check((x + w).value(), (xf + wf).value(), "add");
+  check((x - w).value(), (xf - wf).value(), "sub");
+  check((x * w).value(), (xf * wf).value(), "mul");
+  check((x / p).value(), (xf / pf).value(), "div");
+  check(exp(x).value(), exp(xf).value(), "exp");
+  check(log(p).value(), log(pf).value(), "log");
+  check(sqrt(p).value(), sqrt(pf).value(), "sqrt");
+  check(tanh(x).value(), tanh(xf).value(), "tanh");
+  check(relu(x).value(), relu(xf).value(), "relu");
+  check(gelu(x).value(), gelu(xf).value(), "gelu");
+  check(gelu(x, GeluForm::kTanh).value(), gelu(xf, GeluForm::kTanh).value(), "gelu_tanh");
+  check(pow_scalar(p, 1.5).value(), pow_scalar(pf, 1.5).value(), "pow_scalar");
+}
+
+TEST(Elementwise, Float32GradientsAgreeWithFloat64) {
+  Rng rng(12);
+  auto x = randn({3, 17}, rng);
+  auto w = randn({17}, rng);
+  Var<float> xf(x.value().to<float>(), true), wf(w.value().to<float>(), true);
+  Var<double> xw = x * w, g1 = gelu(xw, GeluForm::kTanh), g2 = gelu(x), y = g1 + g2;
+  sum(y).backward();
+  Var<float> xwf = xf * wf, g1f = gelu(xwf, GeluForm::kTanh), g2f = gelu(xf), yf = g1f + g2f;
+  sum(yf).backward();
+  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(xf.grad()[i], x.grad()[i], 1e-5);
+  for (int64_t i = 0; i < w.numel(); ++i)
+    EXPECT_NEAR(wf.grad()[i], w.grad()[i], 1e-5 * (1 + std::abs(w.grad()[i])));
+}
+
+// ---- masked_fill -----------------------------------------------------------------------------
+
+TEST(MaskedFill, MinusInfFeedingSoftmaxGradcheck) {
+  Rng rng(13);
+  auto x = randn({2, 3, 4}, rng);
+  // A causal-like [3, 4] mask, broadcast over the batch: 1 = hidden.
+  BoolTensor mask({3, 4}, std::vector<uint8_t>{0, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1});
+  EXPECT_GRADCHECK(gradcheck([&] { return softmax(masked_fill(x, mask, -kInf)); }, {x}));
+  Var<double> p = softmax(masked_fill(x, mask, -kInf));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t i = 0; i < 12; ++i)
+      if (mask[i]) {
+        EXPECT_EQ(p.value()[b * 12 + i], 0.0);
+      }
+}
+
+TEST(MaskedFill, ValuesAndZeroGradientAtFilledPositions) {
+  Var<double> x(Tensor<double>::from({2, 3}, {1, 2, 3, 4, 5, 6}), true);
+  BoolTensor mask({3}, std::vector<uint8_t>{0, 1, 0});
+  Var<double> y = masked_fill(x, mask, -kInf);
+  EXPECT_EQ(y.value().to_vector(), (std::vector<double>{1, -kInf, 3, 4, -kInf, 6}));
+  y.backward(Tensor<double>::full({2, 3}, 2.0));
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, 0, 2, 2, 0, 2}));
+  Var<double> z = masked_fill(x, BoolTensor({2, 1}, std::vector<uint8_t>{1, 0}), 7.5);
+  EXPECT_EQ(z.value().to_vector(), (std::vector<double>{7.5, 7.5, 7.5, 4, 5, 6}));
+}
+
+TEST(MaskedFill, GradcheckSameShapeAndScalarMask) {
+  Rng rng(14);
+  auto x = randn({3, 4}, rng);
+  BoolTensor full({3, 4}, std::vector<uint8_t>{1, 0, 0, 1, 0, 1, 0, 0, 1, 1, 0, 0});
+  EXPECT_GRADCHECK(gradcheck([&] { return masked_fill(x, full, 0.25) * x; }, {x}));
+  BoolTensor one({}, std::vector<uint8_t>{0});
+  EXPECT_GRADCHECK(gradcheck([&] { return masked_fill(x, one, 1.0); }, {x}));
+}
+
+TEST(MaskedFill, MaskMustBroadcastToInput) {
+  Var<double> x(Tensor<double>({2, 3}));
+  BoolTensor mask({2, 2}, std::vector<uint8_t>{0, 1, 0, 1});
+  EXPECT_EQ(error_text([&] { masked_fill(x, mask, 0.0); }),
+            "masked_fill: mask of shape [2, 2] does not broadcast to [2, 3]");
+  BoolTensor bigger({4, 2, 3});
+  EXPECT_THROW(masked_fill(x, bigger, 0.0), Error);
+}
+
+// ---- where -----------------------------------------------------------------------------------
+
+TEST(Where, GradcheckBroadcastingAllThree) {
+  Rng rng(15);
+  auto a = randn({2, 3, 4}, rng);
+  auto b = randn({4}, rng);
+  BoolTensor cond({3, 1}, std::vector<uint8_t>{1, 0, 1});
+  EXPECT_GRADCHECK(gradcheck([&] { return where(cond, a, b); }, {a, b}));
+  auto a2 = randn({3, 1}, rng);
+  auto b2 = randn({1, 4}, rng);
+  BoolTensor cond2({2, 3, 4});
+  for (int64_t i = 0; i < cond2.numel(); ++i) cond2[i] = static_cast<uint8_t>(i % 3 == 0);
+  EXPECT_GRADCHECK(gradcheck([&] { return where(cond2, a2, b2); }, {a2, b2}));
+}
+
+TEST(Where, Values) {
+  Var<double> a(Tensor<double>::from({2, 2}, {1, 2, 3, 4}));
+  Var<double> b(Tensor<double>::scalar(-kInf));
+  BoolTensor cond({2}, std::vector<uint8_t>{1, 0});
+  EXPECT_EQ(where(cond, a, b).value().to_vector(), (std::vector<double>{1, -kInf, 3, -kInf}));
+  BoolTensor bad({3});
+  EXPECT_EQ(error_text([&] { where(bad, a, b); }), "where: cannot broadcast [3] with [2, 2]");
+}
+
+}  // namespace
+}  // namespace qkv
