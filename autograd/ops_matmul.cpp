@@ -16,7 +16,7 @@ namespace {
 
 constexpr double kParallelWork = 65536;  // multiply-adds below which one thread does it all
 constexpr int64_t kTargetTasks = 8;      // enough tasks for the threads to balance
-constexpr int64_t kMinBlockRows = 8;     // never cut a matrix into slivers thinner than this
+constexpr int64_t kMinBlockRows = 32;    // no slivers: the GEMM micro-kernel wants tall blocks
 
 /// How many row blocks to cut each of `mats` matrices of `rows` rows into, for `work` multiply-adds
 /// in all. A function of the shapes only.
