@@ -8,6 +8,7 @@
 // Conventions (as h5py): strings are variable-length UTF-8, booleans are the enum {FALSE, TRUE}
 // over int8, every file's groups and attributes remember their creation order (members() and
 // attr_names() list in that order; in files that do not track it, in name order).
+// The HDF5 library is built without thread safety: use it from one thread at a time.
 #pragma once
 
 #include <cstdint>

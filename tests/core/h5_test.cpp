@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -12,8 +14,23 @@
 namespace qkv::h5 {
 namespace {
 
+/// A folder of its own for this test program's files, removed when the tests end.
+const std::string& temp_folder() {
+  static const std::string folder = [] {
+    std::string f = ::testing::TempDir() + "qkv_h5_test_" + std::to_string(::getpid());
+    std::filesystem::create_directories(f);
+    return f + "/";
+  }();
+  return folder;
+}
+struct RemoveTempFolder : ::testing::Environment {
+  void TearDown() override { std::filesystem::remove_all(temp_folder()); }
+};
+[[maybe_unused]] ::testing::Environment* const remove_temp_folder =
+    ::testing::AddGlobalTestEnvironment(new RemoveTempFolder);
+
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "qkv_h5_test_" + name;
+  return temp_folder() + name;
 }
 
 /// Runs f and returns the qkv::Error text it throws ("" when it does not throw).
