@@ -1,0 +1,249 @@
+#include "train/plot.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace qkv {
+namespace {
+
+/// A small well-formedness check: one root, balanced and properly nested tags, quoted
+/// attributes, no '<' or raw '&' in text or attribute values. Returns "" or the problem.
+std::string xml_problem(const std::string& s) {
+  std::vector<std::string> stack;
+  int roots = 0;
+  size_t i = 0;
+  auto check_text = [&](size_t from, size_t to) -> std::string {
+    for (size_t k = from; k < to; ++k) {
+      if (s[k] == '<') return "'<' in text at " + std::to_string(k);
+      if (s[k] != '&') continue;
+      size_t semi = s.find(';', k);
+      if (semi == std::string::npos) return "unterminated entity at " + std::to_string(k);
+      const std::string ent = s.substr(k + 1, semi - k - 1);
+      if (ent != "amp" && ent != "lt" && ent != "gt" && ent != "quot" && ent != "apos" &&
+          (ent.empty() || ent[0] != '#'))
+        return "bad entity &" + ent + "; at " + std::to_string(k);
+    }
+    return "";
+  };
+  while (i < s.size()) {
+    size_t lt = s.find('<', i);
+    if (lt == std::string::npos) lt = s.size();
+    if (std::string e = check_text(i, lt); !e.empty()) return e;
+    if (lt == s.size()) break;
+    if (stack.empty() && s.find_first_not_of(" \n\t\r", i) < lt && roots > 0)
+      return "text after the root element";
+    if (s.compare(lt, 5, "<?xml") == 0) {
+      if (lt != 0) return "XML declaration not at the start";
+      i = s.find("?>", lt) + 2;
+      continue;
+    }
+    if (s.compare(lt, 4, "<!--") == 0) {
+      i = s.find("-->", lt) + 3;
+      continue;
+    }
+    const bool closing = s[lt + 1] == '/';
+    size_t k = lt + (closing ? 2 : 1);
+    size_t name_end = s.find_first_of(" \t\n/>", k);
+    const std::string name = s.substr(k, name_end - k);
+    if (name.empty()) return "empty tag name at " + std::to_string(lt);
+    k = name_end;
+    // Attributes: name="value" pairs.
+    while (true) {
+      k = s.find_first_not_of(" \t\n", k);
+      if (k == std::string::npos) return "unterminated tag " + name;
+      if (s[k] == '>' || s[k] == '/') break;
+      size_t eq = s.find('=', k);
+      if (eq == std::string::npos || eq + 1 >= s.size() || (s[eq + 1] != '"' && s[eq + 1] != '\''))
+        return "unquoted attribute in <" + name + ">";
+      const char q = s[eq + 1];
+      size_t end = s.find(q, eq + 2);
+      if (end == std::string::npos) return "unterminated attribute in <" + name + ">";
+      if (std::string e = check_text(eq + 2, end); !e.empty()) return e + " (attribute)";
+      k = end + 1;
+    }
+    const bool self_closing = s[k] == '/';
+    if (self_closing && (k + 1 >= s.size() || s[k + 1] != '>')) return "bad '/' in <" + name + ">";
+    i = k + (self_closing ? 2 : 1);
+    if (closing) {
+      if (stack.empty() || stack.back() != name) return "mismatched </" + name + ">";
+      stack.pop_back();
+    } else if (!self_closing) {
+      if (stack.empty() && roots++ > 0) return "two root elements";
+      stack.push_back(name);
+    } else if (stack.empty()) {
+      return "self-closing root";
+    }
+  }
+  if (!stack.empty()) return "unclosed <" + stack.back() + ">";
+  if (roots != 1) return "no root element";
+  return "";
+}
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+/// Also runs xmllint when it is installed.
+void expect_well_formed(const std::string& svg, const std::string& what) {
+  EXPECT_EQ(xml_problem(svg), "") << what;
+  if (std::system("command -v xmllint >/dev/null 2>&1") != 0) return;
+  const std::string path = ::testing::TempDir() + "qkv_plot_" + std::to_string(getpid()) + ".svg";
+  write_svg(path, svg);
+  EXPECT_EQ(std::system(("xmllint --noout " + path).c_str()), 0) << what;
+  std::remove(path.c_str());
+}
+
+TEST(XmlChecker, CatchesBrokenDocuments) {
+  EXPECT_EQ(xml_problem("<a><b/></a>"), "");
+  EXPECT_NE(xml_problem("<a><b></a>"), "");
+  EXPECT_NE(xml_problem("<a>x & y</a>"), "");
+  EXPECT_NE(xml_problem("<a t=\"<\"/>"), "");
+  EXPECT_NE(xml_problem("<a/><b/>"), "");
+}
+
+TEST(XmlEscape, EscapesSpecialsControlsAndInvalidUtf8) {
+  EXPECT_EQ(xml_escape("a<b & \"c\" 'd'>"), "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;");
+  EXPECT_EQ(xml_escape("line\nnext\x01"), "line\\nnext\\x01");
+  EXPECT_EQ(xml_escape("caf\xC3\xA9 \xE2\x86\x92"), "caf\xC3\xA9 \xE2\x86\x92");  // valid UTF-8
+  EXPECT_EQ(xml_escape("bad\xFF\xC3"), "bad\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(xml_escape("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+}
+
+TEST(LineChart, OnePolylinePerSeriesAndWellFormed) {
+  PlotSeries train{"train <loss> & co", {}, {}}, val{"val loss", {}, {}}, flat{"flat", {}, {}};
+  for (int s = 0; s <= 1000; s += 10) {
+    train.x.push_back(s);
+    train.y.push_back(3.0 * std::exp(-s / 300.0) + 0.1);
+  }
+  for (int s = 0; s <= 1000; s += 100) {
+    val.x.push_back(s);
+    val.y.push_back(3.2 * std::exp(-s / 300.0) + 0.15);
+  }
+  flat.x = {0, 1000};
+  flat.y = {1, 1};
+  LineChartOptions o;
+  o.title = "Loss \"pronoun\" <task>";
+  o.y_label = "loss";
+  const std::string svg = line_chart_svg({train, val, flat}, o);
+  expect_well_formed(svg, "linear chart");
+  EXPECT_EQ(count(svg, "<polyline"), 3u);
+  EXPECT_NE(svg.find("train &lt;loss&gt; &amp; co"), std::string::npos);
+  EXPECT_NE(svg.find("Loss &quot;pronoun&quot; &lt;task&gt;"), std::string::npos);
+  EXPECT_NE(svg.find(">step</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">1000</text>"), std::string::npos);  // an x tick label
+  EXPECT_EQ(count(svg, "points=\""), 3u);
+  EXPECT_EQ(line_chart_svg({train, val, flat}, o), svg);  // deterministic
+
+  o.log_y = true;
+  const std::string log_svg = line_chart_svg({train, val}, o);
+  expect_well_formed(log_svg, "log chart");
+  EXPECT_EQ(count(log_svg, "<polyline"), 2u);
+  EXPECT_NE(log_svg.find(">0.1</text>"), std::string::npos);  // decade ticks
+  EXPECT_NE(log_svg.find(">10</text>"), std::string::npos);
+}
+
+TEST(LineChart, SkipsNonFinitePointsAndHandlesDegenerateInput) {
+  PlotSeries s{"s", {0, 1, 2, 3}, {1, std::nan(""), 2, std::numeric_limits<double>::infinity()}};
+  const std::string svg = line_chart_svg({s}, {});
+  expect_well_formed(svg, "nan series");
+  EXPECT_EQ(count(svg, "<polyline"), 1u);
+  EXPECT_EQ(count(svg, "nan"), 0u);
+  EXPECT_EQ(count(svg, "inf"), 0u);
+  PlotSeries one{"one", {5}, {0.5}};
+  const std::string one_svg = line_chart_svg({one}, {});
+  expect_well_formed(one_svg, "one point");
+  EXPECT_EQ(count(one_svg, "<circle"), 1u);
+  expect_well_formed(line_chart_svg({}, {}), "no series");
+  PlotSeries bad{"bad", {1, 2}, {1}};
+  EXPECT_THROW(line_chart_svg({bad}, {}), Error);
+}
+
+TEST(LineChart, LossAndAccuracyChartsFromMetrics) {
+  std::vector<MetricsRecord> recs;
+  for (int i = 0; i < 50; ++i) {
+    MetricsRecord r;
+    r.step = i;
+    r.loss = 2.0 / (1 + i);
+    if (i % 10 == 9) {
+      r.val_loss = 2.2 / (1 + i);
+      r.val_accuracy = i / 50.0;
+    }
+    recs.push_back(r);
+  }
+  const std::string loss = loss_chart_svg(recs, "pronoun");
+  expect_well_formed(loss, "loss chart");
+  EXPECT_EQ(count(loss, "<polyline"), 2u);
+  EXPECT_NE(loss.find(">val loss</text>"), std::string::npos);
+  const std::string acc = accuracy_chart_svg(recs, "pronoun");
+  expect_well_formed(acc, "accuracy chart");
+  EXPECT_EQ(count(acc, "<polyline"), 1u);
+}
+
+TEST(Heatmap, OneRectPerCellPlusBackgroundAndColourBar) {
+  const int64_t rows = 3, cols = 5;
+  std::vector<double> v;
+  for (int64_t i = 0; i < rows * cols; ++i) v.push_back(static_cast<double>(i) / 14.0);
+  v[7] = std::nan("");
+  HeatmapOptions o;
+  o.title = "attention <layer 0, head 1>";
+  o.row_labels = {"the", "cat's", "<pad>"};
+  o.col_labels = {"a&b", "\"q\"", "\n", "caf\xC3\xA9", "\xFF"};
+  o.x_label = "key";
+  o.y_label = "query";
+  o.annotate = true;
+  o.cell = 30;
+  const std::string svg = heatmap_svg(v, rows, cols, o);
+  expect_well_formed(svg, "heatmap");
+  EXPECT_EQ(count(svg, "<rect"), static_cast<size_t>(rows * cols + 2));
+  EXPECT_EQ(count(svg, "<title>"), static_cast<size_t>(rows * cols));
+  EXPECT_NE(svg.find("&lt;pad&gt;"), std::string::npos);
+  EXPECT_NE(svg.find("a&amp;b"), std::string::npos);
+  EXPECT_NE(svg.find("fill=\"#440154\""), std::string::npos);  // value 0
+  EXPECT_NE(svg.find("fill=\"#fde725\""), std::string::npos);  // value 1
+  EXPECT_NE(svg.find("fill=\"#cccccc\""), std::string::npos);  // NaN
+  EXPECT_NE(svg.find("linearGradient"), std::string::npos);
+}
+
+TEST(Heatmap, AttentionOverTrainingManyRows) {
+  const int64_t rows = 200, cols = 12;  // rows = training steps
+  std::vector<double> v(static_cast<size_t>(rows * cols), 1.0 / cols);
+  HeatmapOptions o;
+  o.title = "attention over training";
+  for (int64_t i = 0; i < rows; ++i) o.row_labels.push_back(std::to_string(i * 50));
+  o.y_label = "step";
+  const std::string svg = heatmap_svg(v, rows, cols, o);
+  expect_well_formed(svg, "big heatmap");
+  EXPECT_EQ(count(svg, "<rect"), static_cast<size_t>(rows * cols + 2));
+}
+
+TEST(Heatmap, RejectsMismatchedSizes) {
+  EXPECT_THROW(heatmap_svg({0.1, 0.2}, 2, 2, {}), Error);
+  HeatmapOptions o;
+  o.row_labels = {"only one"};
+  EXPECT_THROW(heatmap_svg({0.1, 0.2, 0.3, 0.4}, 2, 2, o), Error);
+}
+
+TEST(WriteSvg, WritesTheFileAndFailsClearly) {
+  const std::string path = ::testing::TempDir() + "qkv_write_" + std::to_string(getpid()) + ".svg";
+  write_svg(path, "<svg/>\n");
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  EXPECT_EQ(s.str(), "<svg/>\n");
+  std::remove(path.c_str());
+  EXPECT_THROW(write_svg("/nonexistent-dir/x.svg", "<svg/>"), Error);
+}
+
+}  // namespace
+}  // namespace qkv
