@@ -200,11 +200,38 @@ Var<T> scaled_dot_product_attention(const Var<T>& Q, const Var<T>& K, const Var<
   return out;
 }
 
+// The same attention from primitives, each with its own backward, for reference:
+//   P = softmax(masked_fill(matmul(Q, Kᵀ) · 1/√d, hidden, −inf));   O = matmul(P, V)
+// `hidden` is the mask expanded to [B, H, T, S] (1 = hidden). softmax gives an all −inf row
+// zeros, so fully masked rows behave as in the fused op.
+template <typename T>
+Var<T> attention_composed(const Var<T>& Q, const Var<T>& K, const Var<T>& V, const AttnMask& mask) {
+  static constexpr const char* kOp = "attention_composed";
+  const AttnDims n = check_shapes(kOp, Q.shape(), K.shape(), V.shape());
+  const MaskView m = view_mask(kOp, mask, n);
+  Var<T> S = mul_scalar(matmul(Q, transpose(K, 2, 3)), 1.0 / std::sqrt(static_cast<double>(n.d)));
+  if (m.any()) {
+    BoolTensor hidden({n.B, n.H, n.T, n.S});
+    int64_t i = 0;
+    for (int64_t b = 0; b < n.B; ++b)
+      for (int64_t h = 0; h < n.H; ++h)
+        for (int64_t t = 0; t < n.T; ++t)
+          for (int64_t s = 0; s < n.S; ++s) hidden[i++] = m.visible(b, h, t, s) ? 0 : 1;
+    S = masked_fill(S, hidden, -std::numeric_limits<double>::infinity());
+  }
+  return matmul(softmax(S), V);
+}
+
 template Var<float> scaled_dot_product_attention(const Var<float>&, const Var<float>&,
                                                  const Var<float>&, const AttnMask&,
                                                  Tensor<float>*);
 template Var<double> scaled_dot_product_attention(const Var<double>&, const Var<double>&,
                                                   const Var<double>&, const AttnMask&,
                                                   Tensor<double>*);
+
+template Var<float> attention_composed(const Var<float>&, const Var<float>&, const Var<float>&,
+                                       const AttnMask&);
+template Var<double> attention_composed(const Var<double>&, const Var<double>&, const Var<double>&,
+                                        const AttnMask&);
 
 }  // namespace qkv
