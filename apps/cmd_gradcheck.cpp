@@ -62,9 +62,8 @@ bool check_attention(const GradcheckArgs& a, const GradcheckOptions& o) {
   for (const Case& c : cases) {
     Var<double> Q = randn({B, H, T, d}, rng), K = randn({B, H, c.s, d}, rng),
                 V = randn({B, H, c.s, d}, rng);
-    GradcheckReport r = gradcheck(
-        [&] { return scaled_dot_product_attention(Q, K, V, c.mask); },
-        {{"Q", Q}, {"K", K}, {"V", V}}, o);
+    GradcheckReport r = gradcheck([&] { return scaled_dot_product_attention(Q, K, V, c.mask); },
+                                  {{"Q", Q}, {"K", K}, {"V", V}}, o);
     fmt::print("attention, {}:\n{}\n", c.name, r.table());
     ok = ok && r.ok;
   }
@@ -96,9 +95,10 @@ void add_gradcheck(CLI::App& app) {
     o.atol = args->atol;
     o.rtol = args->rtol;
     o.seed = args->seed;
-    fmt::print("gradcheck: float64, central differences, eps {:g}, pass when |analytic − "
-               "numeric| ≤ {:g} + {:g}·|numeric|\n\n",
-               o.eps, o.atol, o.rtol);
+    fmt::print(
+        "gradcheck: float64, central differences, eps {:g}, pass when |analytic − "
+        "numeric| ≤ {:g} + {:g}·|numeric|\n\n",
+        o.eps, o.atol, o.rtol);
     bool ok = check_attention(*args, o);
     if (args->arch != "none") ok = check_models(args->arch, args->config, o) && ok;
     fmt::print("{}\n", ok ? "all checks passed" : "SOME CHECKS FAILED");

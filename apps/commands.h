@@ -24,5 +24,4 @@ void add_explain(CLI::App& app);
 void add_graph(CLI::App& app);
 void add_bench(CLI::App& app);
 
-
 }  // namespace qkv::cli

@@ -1,0 +1,61 @@
+#include "apps/loaded.h"
+
+#include "autograd/var.h"
+#include "core/error.h"
+
+namespace qkv::cli {
+
+std::unique_ptr<Task> task_from_config(const nlohmann::json& task_config, const std::string& path) {
+  QKV_CHECK(
+      task_config.is_object() && task_config.contains("name") && task_config["name"].is_string(),
+      "{}: the checkpoint's task config has no task name (/config attr 'task' must hold "
+      "{{\"name\": …, \"options\": {{…}}}})",
+      path);
+  nlohmann::json options = task_config.value("options", nlohmann::json::object());
+  return make_task(task_config["name"].get<std::string>(), options);
+}
+
+Loaded load_trained(const std::string& path) {
+  Loaded l;
+  Checkpoint probe = load_checkpoint(path);
+  ModelConfig config;
+  try {
+    config = ModelConfig::from_json(probe.model_config);
+  } catch (const Error& e) {
+    fail("{}: invalid model config: {}", path, e.what());
+  }
+  l.ckpt = load_checkpoint(path, param_shapes(config));
+  l.task = task_from_config(l.ckpt.task_config, path);
+  l.model = std::make_unique<Model<float>>(config, 0);
+  l.model->load_parameters(l.ckpt.params);
+  l.model->eval();
+  return l;
+}
+
+std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id) {
+  NoGradGuard no_grad;
+  std::vector<int32_t> out;
+  const int64_t max_len = model.config().max_len;
+  while (batch.seq_len() < max_len) {
+    Batch b = batch;
+    b.targets = IndexTensor();
+    ForwardResult<float> r = model.forward(b);
+    const Tensor<float>& logits = r.logits.value();  // [1, T, V]
+    const int64_t T = logits.size(1), V = logits.size(2);
+    const float* last = logits.data() + (T - 1) * V;
+    int32_t best = 0;
+    for (int64_t v = 1; v < V; ++v)
+      if (last[v] > last[best]) best = static_cast<int32_t>(v);
+    out.push_back(best);
+    // Append the token.
+    std::vector<int32_t> ids(batch.tokens.data);
+    ids.push_back(best);
+    const int64_t n = static_cast<int64_t>(ids.size());
+    batch.tokens = IndexTensor({1, n}, ids);
+    batch.mask = BoolTensor({1, n}, 1);
+    if (best == eos_id) break;
+  }
+  return out;
+}
+
+}  // namespace qkv::cli

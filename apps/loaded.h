@@ -1,0 +1,31 @@
+// A trained checkpoint ready for inference: its validated parameters in a float32 model, and the
+// task it was trained on (rebuilt from the checkpoint's task config) for tokenising text.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "datasets/task.h"
+#include "nn/model.h"
+#include "train/checkpoint.h"
+
+namespace qkv::cli {
+
+struct Loaded {
+  Checkpoint ckpt;
+  std::unique_ptr<Task> task;
+  std::unique_ptr<Model<float>> model;  // in eval mode
+};
+
+/// Loads and validates `path` (every parameter checked against the config's canonical names and
+/// shapes) and rebuilds its task. Throws qkv::Error naming the file on any problem.
+Loaded load_trained(const std::string& path);
+
+/// The task name and options stored in a checkpoint's task config ({"name": …, "options": {…}}).
+std::unique_ptr<Task> task_from_config(const nlohmann::json& task_config, const std::string& path);
+
+/// Greedy continuation of a decoder or seq2seq batch of one example: appends argmax tokens to
+/// batch.tokens until <eos> or the model's max_len; returns the appended ids.
+std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id);
+
+}  // namespace qkv::cli
