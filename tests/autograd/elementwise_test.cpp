@@ -1,8 +1,29 @@
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <new>
 #include <string>
 
 #include "test_util.h"
+
+// Counts every global operator new, for the steady-state allocation test at the end.
+static std::atomic<long> g_heap_allocs{0};
+void* operator new(size_t n) {
+  ++g_heap_allocs;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+// GCC sees free() meet a pointer from operator new once inlined; they match here by construction.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
+#pragma GCC diagnostic pop
 
 namespace qkv {
 namespace {
@@ -290,6 +311,9 @@ TEST(Elementwise, Float32AgreesWithFloat64) {
   check(gelu(x).value(), gelu(xf).value(), "gelu");
   check(gelu(x, GeluForm::kTanh).value(), gelu(xf, GeluForm::kTanh).value(), "gelu_tanh");
   check(pow_scalar(p, 1.5).value(), pow_scalar(pf, 1.5).value(), "pow_scalar");
+  check(pow_scalar(x, 3.0).value(), pow_scalar(xf, 3.0).value(), "pow_scalar of negatives");
+  check(where(BoolTensor({33}, 1), x, w).value(), where(BoolTensor({33}, 1), xf, wf).value(),
+        "where");
 }
 
 TEST(Elementwise, Float32GradientsAgreeWithFloat64) {
@@ -373,6 +397,40 @@ TEST(Where, Values) {
   EXPECT_EQ(where(cond, a, b).value().to_vector(), (std::vector<double>{1, -kInf, 3, -kInf}));
   BoolTensor bad({3});
   EXPECT_EQ(error_text([&] { where(bad, a, b); }), "where: cannot broadcast [3] with [2, 2]");
+}
+
+// ---- the hot path ----------------------------------------------------------------------------
+
+// A float32 step through the broadcasting fast paths ([B,T,C] + [C], [B,T,C] ⊙ [B,T,1]), an
+// activation, a mask, a permute, a slice and reductions, forward and backward: once the caching
+// pool is warm, it must not touch the system heap at all.
+TEST(HotPath, SteadyStateStepMakesNoHeapAllocation) {
+  Rng rng(20);
+  auto f32 = [&](const Shape& s) {
+    return Var<float>(randn(s, rng, false).value().to<float>(), true);
+  };
+  Var<float> x = f32({4, 8, 16}), b = f32({16}), s = f32({4, 8, 1}), w = f32({8, 16});
+  BoolTensor mask({8, 16});
+  for (int64_t i = 0; i < mask.numel(); ++i) mask[i] = static_cast<uint8_t>(i % 5 == 0);
+  const std::vector<int> perm = {1, 0, 2}, axes = {0, -1};
+  auto step = [&] {
+    Var<float> h = add(x, b);
+    Var<float> m = mul(h, s);
+    Var<float> g = gelu(m, GeluForm::kTanh);
+    Var<float> k = masked_fill(g, mask, 0.0);
+    Var<float> d = sub(k, w);
+    Var<float> p = permute(d, perm);
+    Var<float> sl = slice(p, 0, 1, 5);
+    Var<float> mm = mean(sl, axes);
+    Var<float> l = sum(mm);
+    l.backward();
+  };
+  step();
+  step();
+  const long before = g_heap_allocs.load();
+  step();
+  EXPECT_EQ(g_heap_allocs.load() - before, 0);
+  EXPECT_TRUE(x.grad().all_finite());
 }
 
 }  // namespace
