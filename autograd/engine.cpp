@@ -119,7 +119,12 @@ void Var<T>::backward(const Tensor<T>& upstream, bool retain_graph) {
     if (node->leaf) continue;
     if (node->grad.defined() && node->backward) node->backward(*node);
     if (!node->keep_grad) node->grad = Tensor<T>();
-    if (!retain_graph) {
+  }
+  // Free the graph only after the sweep: clearing a node's inputs may destroy an intermediate that
+  // only its consumer held. Walking inputs-first, every node destroyed here was already swept.
+  if (!retain_graph) {
+    for (Node<T>* node : order) {
+      if (node->leaf) continue;
       node->backward = nullptr;
       node->inputs.clear();
       for (auto& s : node->saved) s = Tensor<T>();

@@ -50,7 +50,7 @@ template <typename T> Var<T> operator*(const Var<T>& a, double s) { return mul_s
 template <typename T> Var<T> operator*(double s, const Var<T>& a) { return mul_scalar(a, s); }
 
 // ---- shape (ops_shape.cpp) -------------------------------------------------------------------
-/// Same elements, new shape (one entry may be -1: inferred). Shares nothing with the graph input.
+/// Same elements, new shape (one entry may be -1: inferred); the value is a view of a's storage.
 template <typename T> Var<T> reshape(const Var<T>& a, std::vector<int64_t> shape);
 /// Reorders axes: out.shape[i] = a.shape[axes[i]].
 template <typename T> Var<T> permute(const Var<T>& a, const std::vector<int>& axes);

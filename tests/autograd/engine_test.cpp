@@ -102,6 +102,25 @@ TEST(Engine, RetainGraphAllowsASecondBackwardAndAccumulates) {
   for (int64_t i = 0; i < x.numel(); ++i) EXPECT_DOUBLE_EQ(x.grad()[i], 2 * once[i]);
 }
 
+TEST(Engine, TemporaryIntermediatesSurviveTheSweep) {
+  // Intermediates held only by their consumers: freeing the graph during the sweep destroyed them
+  // while still queued, a use-after-free that corrupted the leaves' values through the pool.
+  Rng rng(20);
+  auto a = randn({3, 4}, rng), b = randn({3, 4}, rng);
+  const Tensor<double> a0 = a.value().clone(), b0 = b.value().clone();
+  sum(gelu(tanh(a * b) / exp(b))).backward();
+  for (int64_t i = 0; i < a.numel(); ++i) EXPECT_EQ(a.value()[i], a0[i]);
+  for (int64_t i = 0; i < b.numel(); ++i) EXPECT_EQ(b.value()[i], b0[i]);
+  // Same gradients as with every intermediate kept alive in a named variable.
+  const Tensor<double> da = a.grad().clone(), db = b.grad().clone();
+  a.zero_grad();
+  b.zero_grad();
+  Var<double> p = a * b, t = tanh(p), e = exp(b), q = t / e, g = gelu(q), s = sum(g);
+  s.backward();
+  for (int64_t i = 0; i < a.numel(); ++i) EXPECT_EQ(da[i], a.grad()[i]);
+  for (int64_t i = 0; i < b.numel(); ++i) EXPECT_EQ(db[i], b.grad()[i]);
+}
+
 TEST(Engine, NonScalarBackwardNeedsUpstream) {
   Rng rng(17);
   auto x = randn({2, 3}, rng);
