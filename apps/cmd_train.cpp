@@ -1,8 +1,194 @@
-// qkv train: being written (placeholder so the program links).
+// qkv train: trains a model on a task with a progress bar, periodic evaluation, checkpoints,
+// metrics.jsonl and pictures; --resume continues a run exactly. Defaults come from the task (each
+// task's defaults train it to its target); a --config file overrides them and flags override the
+// file. Exit status: 0 done, 1 stopped on a non-finite gradient, 2 bad input, 130 interrupted
+// (SIGINT / SIGTERM: the current step finishes and a checkpoint is written).
+#include <omp.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <fmt/core.h>
+
 #include "apps/commands.h"
+#include "core/error.h"
+#include "train/trainer.h"
 
 namespace qkv::cli {
+namespace {
 
-void add_train(CLI::App& app) { app.add_subcommand("train", "(not built yet)"); }
+struct TrainArgs {
+  std::string task, config, out, data, resume, progress = "auto";
+  int64_t steps = 0, batch_size = 0, warmup = 0, eval_every = 0, save_every = 0, keep = 0;
+  int64_t eval_examples = 0;
+  double lr = 0, weight_decay = 0, clip = 0, min_lr_ratio = 0;
+  std::string optimizer, schedule;
+  int64_t d_model = 0, n_heads = 0, n_layers = 0, d_ff = 0;
+  double dropout = 0;
+  int64_t seed = 0;
+  int threads = 0;
+  bool force = false, skip_nonfinite = false;
+};
+
+nlohmann::json read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  QKV_CHECK(in.good(), "--config: cannot read '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail("--config: '{}' is not valid JSON: {}", path, e.what());
+  }
+}
+
+/// A flag's value, when it was given on the command line.
+struct Flag {
+  CLI::Option* opt;
+  const char* section;  // "task", "model" or "train"
+  const char* key;
+  std::function<nlohmann::json()> value;
+};
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  auto flags = std::make_shared<std::vector<Flag>>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a model on a task. Defaults come from the task (each trains to its target); "
+      "--config FILE.json ({\"task\": …, \"model\": …, \"train\": …}) overrides them and flags "
+      "override the file. Writes metrics.jsonl, loss.svg, accuracy.svg and checkpoints "
+      "(step-XXXXXX.h5, best.h5, last.h5) into --out. Ctrl-C finishes the step, saves and exits "
+      "with status 130.");
+  cmd->add_option("--task", a->task, "Task: charlm, copy, modadd, numbers, pronoun, reverse, sort");
+  cmd->add_option("--config", a->config, "Config file (JSON with optional task, model, train)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--resume", a->resume, "Continue the run saved in this checkpoint, exactly")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", a->out,
+                  "Output folder (default: runs/<task>; with --resume, the "
+                  "checkpoint's folder)");
+  cmd->add_flag("--force", a->force, "Replace the run in a non-empty --out");
+  cmd->add_option("--progress", a->progress,
+                  "Progress display: auto (a bar on a terminal), bar, lines, quiet")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", a->threads, "OpenMP threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+
+  auto add = [&](const char* name, auto* var, const char* section, const char* key,
+                 const char* help) {
+    CLI::Option* o = cmd->add_option(name, *var, help);
+    flags->push_back({o, section, key, [var] { return nlohmann::json(*var); }});
+    return o;
+  };
+  const char* d = " (default: the task's)";
+  add("--steps", &a->steps, "train", "steps", "Optimizer steps")->check(CLI::PositiveNumber);
+  add("--batch-size", &a->batch_size, "train", "batch_size", "Examples per step")
+      ->check(CLI::PositiveNumber);
+  add("--lr", &a->lr, "train", "lr", "Peak learning rate")->check(CLI::PositiveNumber);
+  add("--optimizer", &a->optimizer, "train", "optimizer", "adamw, adam or sgd")
+      ->check(CLI::IsMember({"adamw", "adam", "sgd"}));
+  add("--weight-decay", &a->weight_decay, "train", "weight_decay", "Weight decay")
+      ->check(CLI::NonNegativeNumber);
+  add("--warmup", &a->warmup, "train", "warmup", "Linear warm-up steps")
+      ->check(CLI::NonNegativeNumber);
+  add("--schedule", &a->schedule, "train", "schedule", "constant, cosine or linear")
+      ->check(CLI::IsMember({"constant", "cosine", "linear"}));
+  add("--min-lr-ratio", &a->min_lr_ratio, "train", "min_lr_ratio",
+      "Final lr as a fraction of --lr (cosine, linear)")
+      ->check(CLI::Range(0.0, 1.0));
+  add("--clip", &a->clip, "train", "clip", "Max global gradient norm (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  add("--eval-every", &a->eval_every, "train", "eval_every", "Steps between evaluations")
+      ->check(CLI::PositiveNumber);
+  add("--eval-examples", &a->eval_examples, "train", "eval_examples",
+      "Val examples per evaluation (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  add("--save-every", &a->save_every, "train", "save_every",
+      "Steps between checkpoints (0 = --eval-every)")
+      ->check(CLI::NonNegativeNumber);
+  add("--keep", &a->keep, "train", "keep", "step-XXXXXX.h5 checkpoints kept")
+      ->check(CLI::PositiveNumber);
+  add("--seed", &a->seed, "train", "seed", "Seed of initialisation, data order and dropout")
+      ->check(CLI::NonNegativeNumber);
+  add("--d-model", &a->d_model, "model", "d_model", "Model width")->check(CLI::PositiveNumber);
+  add("--n-heads", &a->n_heads, "model", "n_heads", "Attention heads")->check(CLI::PositiveNumber);
+  add("--n-layers", &a->n_layers, "model", "n_layers", "Transformer blocks")
+      ->check(CLI::PositiveNumber);
+  add("--d-ff", &a->d_ff, "model", "d_ff", "Feed-forward width")->check(CLI::PositiveNumber);
+  add("--dropout", &a->dropout, "model", "dropout", "Dropout probability")
+      ->check(CLI::Range(0.0, 0.999));
+  add("--data", &a->data, "task", "data",
+      "Data file: WinoGrande .jsonl (pronoun) or a text file (charlm)")
+      ->check(CLI::ExistingFile);
+  {
+    CLI::Option* o = cmd->add_flag("--skip-nonfinite", a->skip_nonfinite,
+                                   "Skip (and count) steps whose gradient is not finite instead "
+                                   "of stopping");
+    flags->push_back({o, "train", "skip_nonfinite", [a] { return nlohmann::json(true); }});
+  }
+  for (const Flag& f : *flags)
+    if (std::string(f.section) != "task" && std::string(f.key) != "skip_nonfinite")
+      f.opt->description(f.opt->get_description() + d);
+
+  cmd->callback([a, flags] {
+    TrainerOptions o;
+    o.out_dir = a->out;
+    o.force = a->force;
+    o.progress = a->progress == "bar"     ? Progress::kBar
+                 : a->progress == "lines" ? Progress::kLines
+                 : a->progress == "quiet" ? Progress::kQuiet
+                                          : Progress::kAuto;
+
+    std::unique_ptr<Trainer> trainer;
+    if (!a->resume.empty()) {
+      // The checkpoint fixes the task, the model and what the run was built with.
+      static const std::vector<std::string> kFixed = {"--data",      "--seed",    "--batch-size",
+                                                      "--optimizer", "--d-model", "--n-heads",
+                                                      "--n-layers",  "--d-ff",    "--dropout"};
+      for (const Flag& f : *flags)
+        for (const std::string& name : kFixed)
+          if (f.opt->count() > 0 && f.opt->check_name(name))
+            fail("{} cannot be used with --resume: the checkpoint fixes it", name);
+      if (!a->task.empty()) fail("--task cannot be used with --resume: the checkpoint fixes it");
+      if (!a->config.empty())
+        fail("--config cannot be used with --resume: the checkpoint holds the config");
+      nlohmann::json train = nlohmann::json::object();
+      for (const Flag& f : *flags)
+        if (f.opt->count() > 0) train[f.key] = f.value();
+      if (a->threads > 0) omp_set_num_threads(a->threads);
+      trainer = Trainer::resume(a->resume, o, train);
+    } else {
+      const nlohmann::json file =
+          a->config.empty() ? nlohmann::json(nullptr) : read_config_file(a->config);
+      nlohmann::json overrides = {{"task", nlohmann::json::object()},
+                                  {"model", nlohmann::json::object()},
+                                  {"train", nlohmann::json::object()}};
+      for (const Flag& f : *flags)
+        if (f.opt->count() > 0) overrides[f.section][f.key] = f.value();
+      const RunConfig cfg = resolve_run_config(a->task, file, overrides);
+      if (o.out_dir.empty()) o.out_dir = "runs/" + cfg.task["name"].get<std::string>();
+      if (a->threads > 0) omp_set_num_threads(a->threads);
+      trainer = std::make_unique<Trainer>(cfg, o);
+    }
+
+    install_stop_handlers();
+    const TrainResult r = trainer->run();
+    switch (r.status) {
+      case TrainResult::Status::kCompleted:
+        fmt::print("{}\n", r.message);
+        return;
+      case TrainResult::Status::kInterrupted:
+        fmt::print(stderr, "qkv: {}\n", r.message);
+        throw Exit{130};
+      case TrainResult::Status::kDiverged:
+        fmt::print(stderr, "qkv: {}\n", r.message);
+        throw Exit{1};
+    }
+  });
+}
 
 }  // namespace qkv::cli
