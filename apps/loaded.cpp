@@ -2,18 +2,9 @@
 
 #include "autograd/var.h"
 #include "core/error.h"
+#include "train/trainer.h"
 
 namespace qkv::cli {
-
-std::unique_ptr<Task> task_from_config(const nlohmann::json& task_config, const std::string& path) {
-  QKV_CHECK(
-      task_config.is_object() && task_config.contains("name") && task_config["name"].is_string(),
-      "{}: the checkpoint's task config has no task name (/config attr 'task' must hold "
-      "{{\"name\": …, \"options\": {{…}}}})",
-      path);
-  nlohmann::json options = task_config.value("options", nlohmann::json::object());
-  return make_task(task_config["name"].get<std::string>(), options);
-}
 
 Loaded load_trained(const std::string& path) {
   Loaded l;
@@ -25,7 +16,11 @@ Loaded load_trained(const std::string& path) {
     fail("{}: invalid model config: {}", path, e.what());
   }
   l.ckpt = load_checkpoint(path, param_shapes(config));
-  l.task = task_from_config(l.ckpt.task_config, path);
+  try {
+    l.task = make_task_from_config(l.ckpt.task_config);
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
   l.model = std::make_unique<Model<float>>(config, 0);
   l.model->load_parameters(l.ckpt.params);
   l.model->eval();

@@ -21,9 +21,6 @@ struct Loaded {
 /// shapes) and rebuilds its task. Throws qkv::Error naming the file on any problem.
 Loaded load_trained(const std::string& path);
 
-/// The task name and options stored in a checkpoint's task config ({"name": …, "options": {…}}).
-std::unique_ptr<Task> task_from_config(const nlohmann::json& task_config, const std::string& path);
-
 /// Greedy continuation of a decoder or seq2seq batch of one example: appends argmax tokens to
 /// batch.tokens until <eos> or the model's max_len; returns the appended ids.
 std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id);

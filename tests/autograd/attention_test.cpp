@@ -415,7 +415,7 @@ TEST(Attention, FusedAgreesWithComposedOnValuesAndGradients) {
 // during the sweep, freeing intermediate nodes (here softmax's and mul_scalar's results) that the
 // sweep has yet to visit, so dQ and dK come out wrong (and memory is used after free). Enable once
 // autograd/engine.cpp keeps the graph's nodes alive until the sweep ends.
-TEST(Attention, DISABLED_ComposedBackwardWithoutRetainGraphMatchesFused) {
+TEST(Attention, ComposedBackwardWithoutRetainGraphMatchesFused) {
   const Problem p = make_problem(2, 3, 5, 5, 4, 4, 30);
   const auto fused = [](const Var<double>& Q, const Var<double>& K, const Var<double>& V) {
     return scaled_dot_product_attention(Q, K, V, causal());
