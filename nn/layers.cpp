@@ -161,10 +161,10 @@ Var<T> Attention<T>::forward(const Var<T>& x, const Var<T>& memory, const AttnMa
                              bool keep_attention) {
   const Var<T>& kv = memory.defined() ? memory : x;
   QKV_CHECK(x.dim() == 3 && x.size(2) == d_model,
-            "Attention '{}': expected queries [B, T, {}], got {}", this->path(), d_model,
+            "Attention '{}': expected queries [B, T, {}], got {}", this->display_path(), d_model,
             x.shape());
   QKV_CHECK(kv.dim() == 3 && kv.size(2) == d_model && kv.size(0) == x.size(0),
-            "Attention '{}': memory {} does not match queries {}", this->path(), kv.shape(),
+            "Attention '{}': memory {} does not match queries {}", this->display_path(), kv.shape(),
             x.shape());
   const Var<T> Q = split_heads(W_Q->forward(x));   // [B, H, T, d]
   const Var<T> K = split_heads(W_K->forward(kv));  // [B, H, S, d]
@@ -220,7 +220,7 @@ Var<T> TransformerBlock<T>::forward(const Var<T>& x, const AttnMask& self_mask,
   });
   if (xattn) {
     QKV_CHECK(memory.defined(), "TransformerBlock '{}': a cross-attention block needs memory",
-              this->path());
+              this->display_path());
     h = residual(h, ln_x, [&](const Var<T>& a) {
       return xattn->forward(a, memory, cross_mask, keep_attention);
     });

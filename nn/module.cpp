@@ -7,10 +7,6 @@
 namespace qkv {
 namespace {
 
-std::string display(const std::string& path) {
-  return path.empty() ? "(root)" : path;
-}
-
 std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
@@ -19,21 +15,21 @@ std::string join(const std::string& prefix, const std::string& name) {
 
 template <typename T>
 void Module<T>::check_new_name(const std::string& name, const char* what) const {
-  QKV_CHECK(!name.empty(), "Module '{}': cannot register a {} with an empty name", display(path_),
+  QKV_CHECK(!name.empty(), "Module '{}': cannot register a {} with an empty name", display_path(),
             what);
   QKV_CHECK(name.find('.') == std::string::npos,
-            "Module '{}': cannot register {} '{}': names must not contain '.'", display(path_),
+            "Module '{}': cannot register {} '{}': names must not contain '.'", display_path(),
             what, name);
   for (const Entry& e : entries_)
     QKV_CHECK(e.name != name,
               "Module '{}': cannot register {} '{}': the name is already taken by a {}",
-              display(path_), what, name, e.child ? "submodule" : "parameter");
+              display_path(), what, name, e.child ? "submodule" : "parameter");
 }
 
 template <typename T>
 Var<T> Module<T>::register_parameter(const std::string& name, const Tensor<T>& value) {
   check_new_name(name, "parameter");
-  QKV_CHECK(value.defined(), "Module '{}': parameter '{}' has no value", display(path_), name);
+  QKV_CHECK(value.defined(), "Module '{}': parameter '{}' has no value", display_path(), name);
   entries_.push_back(Entry{name, Var<T>(value.clone(), /*requires_grad=*/true), nullptr});
   return entries_.back().param;
 }
@@ -41,7 +37,7 @@ Var<T> Module<T>::register_parameter(const std::string& name, const Tensor<T>& v
 template <typename T>
 void Module<T>::add_module(const std::string& name, std::unique_ptr<Module<T>> module) {
   check_new_name(name, "submodule");
-  QKV_CHECK(module != nullptr, "Module '{}': submodule '{}' is null", display(path_), name);
+  QKV_CHECK(module != nullptr, "Module '{}': submodule '{}' is null", display_path(), name);
   module->set_path(join(path_, name));
   module->train(training_);
   entries_.push_back(Entry{name, Var<T>(), std::move(module)});
@@ -83,7 +79,7 @@ template <typename T>
 Var<T> Module<T>::parameter(const std::string& name) const {
   for (auto& [n, p] : named_parameters())
     if (n == name) return p;
-  fail("Module '{}': no parameter named '{}'", display(path_), name);
+  fail("Module '{}': no parameter named '{}'", display_path(), name);
 }
 
 template <typename T>

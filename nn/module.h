@@ -53,6 +53,8 @@ class Module {
 
   /// This module's dotted path in the tree it was registered into ("" for a root).
   const std::string& path() const { return path_; }
+  /// path(), or "(root)" for a root: for error messages.
+  std::string display_path() const { return path_.empty() ? "(root)" : path_; }
 
   /// Training mode (dropout active) for this module and every submodule.
   void train(bool on = true);
