@@ -58,10 +58,16 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--batch-size", a->batch_size, "Examples per forward pass")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads, "OpenMP threads (default: all cores)")
+  cmd->add_option("--threads", a->threads,
+                  "OpenMP threads (default: all cores, fewer when the machine is busy)")
       ->check(CLI::Range(1, 1024));
   cmd->callback([a] {
-    if (a->threads > 0) omp_set_num_threads(a->threads);
+    if (a->threads > 0) {
+      omp_set_dynamic(0);
+      omp_set_num_threads(a->threads);
+    } else {
+      omp_set_dynamic(1);  // fewer threads on a busy machine (see qkv train)
+    }
     const Checkpoint ck = load_checkpoint(a->checkpoint);
     QKV_CHECK(ck.task_config.is_object() && ck.task_config.contains("name"),
               "checkpoint '{}' names no task (/config attr 'task' has no \"name\"); qkv eval "

@@ -50,6 +50,19 @@ struct Flag {
   std::function<nlohmann::json()> value;
 };
 
+/// --threads N: exactly N OpenMP threads. Without it, OpenMP's dynamic adjustment: up to every
+/// core, fewer when the machine is busy (libgomp subtracts the load average), because a thread
+/// waiting at a barrier for a descheduled partner costs far more than the toy models' products
+/// gain. Results do not depend on the thread count (the parallel loops are deterministic).
+void set_threads(int threads) {
+  if (threads > 0) {
+    omp_set_dynamic(0);
+    omp_set_num_threads(threads);
+  } else {
+    omp_set_dynamic(1);
+  }
+}
+
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -75,7 +88,8 @@ void add_train(CLI::App& app) {
                   "Progress display: auto (a bar on a terminal), bar, lines, quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads, "OpenMP threads (default: all cores)")
+  cmd->add_option("--threads", a->threads,
+                  "OpenMP threads (default: all cores, fewer when the machine is busy)")
       ->check(CLI::Range(1, 1024));
 
   auto add = [&](const char* name, auto* var, const char* section, const char* key,
@@ -159,7 +173,7 @@ void add_train(CLI::App& app) {
       nlohmann::json train = nlohmann::json::object();
       for (const Flag& f : *flags)
         if (f.opt->count() > 0) train[f.key] = f.value();
-      if (a->threads > 0) omp_set_num_threads(a->threads);
+      set_threads(a->threads);
       trainer = Trainer::resume(a->resume, o, train);
     } else {
       const nlohmann::json file =
@@ -171,7 +185,7 @@ void add_train(CLI::App& app) {
         if (f.opt->count() > 0) overrides[f.section][f.key] = f.value();
       const RunConfig cfg = resolve_run_config(a->task, file, overrides);
       if (o.out_dir.empty()) o.out_dir = "runs/" + cfg.task["name"].get<std::string>();
-      if (a->threads > 0) omp_set_num_threads(a->threads);
+      set_threads(a->threads);
       trainer = std::make_unique<Trainer>(cfg, o);
     }
 
