@@ -464,6 +464,14 @@ std::unique_ptr<Optimizer<T>> make_optimizer(const std::string& type, OptimParam
     }
     OptimizerState<T> st = opt->export_state();  // zero slots, default hyper-parameters
     for (auto it = h.begin(); h.is_object() && it != h.end(); ++it) st.hparams[it.key()] = *it;
+    if (h.contains("betas")) {  // PyTorch's spelling, as import_state knows only beta1/beta2
+      const json& b = h["betas"];
+      QKV_CHECK(b.is_array() && b.size() == 2 && b[0].is_number() && b[1].is_number(),
+                "{} optimizer: 'betas' must be two numbers, got {}", type, b.dump());
+      st.hparams["beta1"] = b[0];
+      st.hparams["beta2"] = b[1];
+      st.hparams.erase("betas");
+    }
     opt->import_state(st);
     return opt;
   }
