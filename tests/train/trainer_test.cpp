@@ -405,8 +405,8 @@ TEST(TrainCommand, SigintSavesExitsWith130AndResumes) {
       _exit(127);
     execl(bin.c_str(), bin.c_str(), "train", "--config", config.c_str(), "--d-model", "16",
           "--n-heads", "2", "--n-layers", "1", "--batch-size", "8", "--steps", "1000000",
-          "--eval-every", "50", "--save-every", "1000000", "--threads", "1", "--out", out.c_str(),
-          static_cast<char*>(nullptr));
+          "--eval-every", "50", "--save-every", "1000000", "--threads", "1", "--warmup", "0",
+          "--out", out.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   // Wait until it has taken some steps (metrics.jsonl has lines), then interrupt.
