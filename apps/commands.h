@@ -19,9 +19,5 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_attend(CLI::App& app);
 void add_grads(CLI::App& app);
-void add_generate(CLI::App& app);
-void add_explain(CLI::App& app);
-void add_graph(CLI::App& app);
-void add_bench(CLI::App& app);
 
 }  // namespace qkv::cli

@@ -17,12 +17,8 @@ int main(int argc, char** argv) {
   qkv::cli::add_train(app);
   qkv::cli::add_eval(app);
   qkv::cli::add_attend(app);
-  qkv::cli::add_generate(app);
-  qkv::cli::add_explain(app);
   qkv::cli::add_grads(app);
   qkv::cli::add_gradcheck(app);
-  qkv::cli::add_graph(app);
-  qkv::cli::add_bench(app);
 
   try {
     app.parse(argc, argv);
