@@ -239,8 +239,10 @@ nlohmann::json ModAddTask::default_model_config() const {
 }
 
 nlohmann::json ModAddTask::default_train_config() const {
-  // Grokking setting: full-batch-ish, strong weight decay, many steps.
-  return train_config(10000, 512, 1e-3, 1.0, 10, "constant", 100);
+  // Grokking setting: full-batch-ish, strong weight decay, many steps. Measured with qkv train on
+  // 2 busy cores: seed 0 groks at step ~1600 (100 % test), seed 1 reaches 99.96 % test at 5000
+  // steps (98.6 % at 3000); about 4 minutes.
+  return train_config(5000, 512, 1e-3, 1.0, 10, "constant", 100);
 }
 
 }  // namespace qkv
