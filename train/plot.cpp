@@ -318,14 +318,19 @@ std::string loss_chart_svg(const std::vector<MetricsRecord>& records, const std:
 
 std::string accuracy_chart_svg(const std::vector<MetricsRecord>& records,
                                const std::string& title) {
-  PlotSeries acc{"val accuracy", {}, {}};
-  for (const MetricsRecord& r : records)
-    if (r.val_accuracy)
-      acc.x.push_back(static_cast<double>(r.step)), acc.y.push_back(*r.val_accuracy);
+  PlotSeries train{"train accuracy", {}, {}}, val{"val accuracy", {}, {}};
+  for (const MetricsRecord& r : records) {
+    const double step = static_cast<double>(r.step);
+    if (r.val_accuracy) val.x.push_back(step), val.y.push_back(*r.val_accuracy);
+    const auto it = r.extra.find("train_accuracy");
+    if (it != r.extra.end() && it->is_number())
+      train.x.push_back(step), train.y.push_back(it->get<double>());
+  }
   LineChartOptions o;
   o.title = title;
   o.y_label = "accuracy";
-  return line_chart_svg({acc}, o);
+  if (train.x.empty()) return line_chart_svg({val}, o);
+  return line_chart_svg({train, val}, o);
 }
 
 std::string heatmap_svg(const std::vector<double>& values, int64_t rows, int64_t cols,

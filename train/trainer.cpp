@@ -892,6 +892,13 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   rec.val_loss = e.loss;
   rec.val_accuracy = e.score.accuracy();
   if (config_.model.arch != "encoder") rec.extra["val_token_accuracy"] = e.score.token_accuracy();
+  // Accuracy on as many training examples (the first ones) as val was scored on: next to val
+  // accuracy it shows memorising vs generalising — grokking's two curves.
+  const int64_t n_train =
+      std::min(task_->size(Split::kTrain), std::max<int64_t>(e.score.examples, 1));
+  const EvalResult tr =
+      evaluate(*model_, *task_, Split::kTrain, std::max<int64_t>(t.batch_size, 256), n_train);
+  rec.extra["train_accuracy"] = tr.score.accuracy();
   rec.extra["epoch"] = epoch_;
   const ReferentAttention& a = e.referent;
   if (!a.empty()) {

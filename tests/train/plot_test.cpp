@@ -188,6 +188,14 @@ TEST(LineChart, LossAndAccuracyChartsFromMetrics) {
   const std::string acc = accuracy_chart_svg(recs, "pronoun");
   expect_well_formed(acc, "accuracy chart");
   EXPECT_EQ(count(acc, "<polyline"), 1u);
+  // With the trainer's train_accuracy beside val accuracy: two curves, both named.
+  for (MetricsRecord& r : recs)
+    if (r.val_accuracy) r.extra["train_accuracy"] = 1.0;
+  const std::string both = accuracy_chart_svg(recs, "modadd");
+  expect_well_formed(both, "accuracy chart with train accuracy");
+  EXPECT_EQ(count(both, "<polyline"), 2u);
+  EXPECT_NE(both.find(">train accuracy</text>"), std::string::npos);
+  EXPECT_NE(both.find(">val accuracy</text>"), std::string::npos);
 }
 
 TEST(Heatmap, OneRectPerCellPlusBackgroundAndColourBar) {
