@@ -19,5 +19,6 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_attend(CLI::App& app);
 void add_grads(CLI::App& app);
+void add_generate(CLI::App& app);
 
 }  // namespace qkv::cli
