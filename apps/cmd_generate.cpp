@@ -78,10 +78,10 @@ void run_generate(const GenerateArgs& a) {
   const std::string arch = l.model->config().arch;
   if (arch != "decoder")
     fail(
-        "{}: a {} checkpoint (task '{}'); qkv generate samples from decoders only (charlm, copy, "
-        "reverse, sort, modadd) — use 'qkv attend --checkpoint {}' for its prediction{}",
-        a.checkpoint, arch, task.name(), a.checkpoint,
-        arch == "seq2seq" ? " (a greedy translation) and attention" : " and attention");
+        "{}: {} checkpoint (task '{}'); qkv generate samples only from decoders (charlm, "
+        "copy, reverse, sort, modadd): use 'qkv attend --checkpoint {}' for its {}",
+        a.checkpoint, arch == "encoder" ? "an encoder" : "a " + arch, task.name(), a.checkpoint,
+        arch == "seq2seq" ? "greedy translation and attention" : "prediction and attention");
   const std::string prompt = a.prompt_given ? a.prompt : task.probe();
   const std::vector<int32_t> context = encode_prompt(task, prompt);
 
