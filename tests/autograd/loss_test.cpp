@@ -7,15 +7,7 @@ namespace {
 
 using testing::randn;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(CrossEntropy, GradcheckWithIgnoredTargets) {
   Rng rng(1);

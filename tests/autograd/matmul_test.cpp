@@ -164,15 +164,7 @@ TEST(Matmul, OnlyTheInputThatRequiresGradGetsAGradient) {
 
 // ---- matmul errors -----------------------------------------------------------------------------
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(Matmul, InnerDimensionMismatchNamesBothShapes) {
   Var<double> a(Tensor<double>({2, 3})), b(Tensor<double>({4, 5}));
@@ -267,24 +259,15 @@ struct LinearRun {
 /// One float32 forward + backward of a training-sized linear layer, fresh leaves each time.
 LinearRun run_linear_once() {
   Rng rng(48);
-  auto make = [&](const Shape& s) {
-    Tensor<float> t = Tensor<float>::empty(s);
-    for (float& v : t) v = static_cast<float>(rng.normal());
-    return Var<float>(t, true);
-  };
+  auto make = [&](const Shape& s) { return testing::randn<float>(s, rng); };
   Var<float> x = make({4, 64, 96}), W = make({128, 96}), b = make({128});
   Var<float> y = linear(x, W, b);
-  Tensor<float> g = Tensor<float>::empty(y.shape());
-  for (float& v : g) v = static_cast<float>(rng.normal());
+  Tensor<float> g = testing::randn_tensor<float>(y.shape(), rng);
   y.backward(g);
   return {y.value().clone(), x.grad().clone(), W.grad().clone(), b.grad().clone()};
 }
 
-void expect_bitwise_equal(const Tensor<float>& a, const Tensor<float>& b, const char* what) {
-  ASSERT_EQ(a.shape(), b.shape()) << what;
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(float)), 0)
-      << what << " differs";
-}
+using testing::expect_bitwise_equal;
 
 TEST(Linear, ForwardAndBackwardAreBitwiseDeterministic) {
   LinearRun first = run_linear_once(), second = run_linear_once();

@@ -10,15 +10,7 @@ namespace {
 
 using testing::randn;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(LayerNorm, GradcheckInputWeightBias) {
   Rng rng(1);
@@ -123,24 +115,15 @@ struct NormRun {
 
 NormRun run_norm_once() {
   Rng rng(8);
-  auto make = [&](const Shape& s) {
-    Tensor<float> t = Tensor<float>::empty(s);
-    for (float& v : t) v = static_cast<float>(rng.normal());
-    return Var<float>(t, true);
-  };
+  auto make = [&](const Shape& s) { return testing::randn<float>(s, rng); };
   Var<float> x = make({8, 64, 256}), w = make({256}), b = make({256});
   Var<float> y = layer_norm(x, w, b);
-  Tensor<float> g = Tensor<float>::empty(y.shape());
-  for (float& v : g) v = static_cast<float>(rng.normal());
+  Tensor<float> g = testing::randn_tensor<float>(y.shape(), rng);
   y.backward(g);
   return {y.value().clone(), x.grad().clone(), w.grad().clone(), b.grad().clone()};
 }
 
-void expect_bitwise_equal(const Tensor<float>& a, const Tensor<float>& b, const char* what) {
-  ASSERT_EQ(a.shape(), b.shape()) << what;
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(float)), 0)
-      << what << " differs";
-}
+using testing::expect_bitwise_equal;
 
 TEST(LayerNorm, ResultDoesNotDependOnTheThreadCount) {
   const int threads = omp_get_max_threads();

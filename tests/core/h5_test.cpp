@@ -11,38 +11,13 @@
 #include <limits>
 #include <string>
 
+#include "test_files.h"
+
 namespace qkv::h5 {
 namespace {
 
-/// A folder of its own for this test program's files, removed when the tests end.
-const std::string& temp_folder() {
-  static const std::string folder = [] {
-    std::string f = ::testing::TempDir() + "qkv_h5_test_" + std::to_string(::getpid());
-    std::filesystem::create_directories(f);
-    return f + "/";
-  }();
-  return folder;
-}
-struct RemoveTempFolder : ::testing::Environment {
-  void TearDown() override { std::filesystem::remove_all(temp_folder()); }
-};
-[[maybe_unused]] ::testing::Environment* const remove_temp_folder =
-    ::testing::AddGlobalTestEnvironment(new RemoveTempFolder);
-
-std::string temp_path(const std::string& name) {
-  return temp_folder() + name;
-}
-
-/// Runs f and returns the qkv::Error text it throws ("" when it does not throw).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using qkv::test::error_of;
+using qkv::test::temp_path;
 
 TEST(H5, FloatTensorsRoundTripBitExactAtEveryRank) {
   std::string path = temp_path("floats.h5");

@@ -10,38 +10,13 @@
 
 #include "core/error.h"
 #include "core/h5.h"
+#include "test_files.h"
 
 namespace qkv {
 namespace {
 
-/// A folder of its own for this test program's files, removed when the tests end.
-const std::string& temp_folder() {
-  static const std::string folder = [] {
-    std::string f = ::testing::TempDir() + "qkv_batch_io_test_" + std::to_string(::getpid());
-    std::filesystem::create_directories(f);
-    return f + "/";
-  }();
-  return folder;
-}
-struct RemoveTempFolder : ::testing::Environment {
-  void TearDown() override { std::filesystem::remove_all(temp_folder()); }
-};
-[[maybe_unused]] ::testing::Environment* const remove_temp_folder =
-    ::testing::AddGlobalTestEnvironment(new RemoveTempFolder);
-
-std::string temp_path(const std::string& name) {
-  return temp_folder() + name;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using qkv::test::error_of;
+using qkv::test::temp_path;
 
 /// B = 2, T = 4, vocab 10, 3 classes; the second example has one pad token at the end.
 Batch encoder_batch() {

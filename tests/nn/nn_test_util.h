@@ -13,19 +13,11 @@
 #include "core/rng.h"
 #include "nn/config.h"
 #include "nn/model.h"
+#include "test_files.h"
 
 namespace qkv::testing {
 
-/// The qkv::Error message of f(), or "(no error)".
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using qkv::test::error_of;
 
 /// A tiny config: d_model 8, 2 heads, d_ff 16, vocab 11, max_len 6.
 inline ModelConfig tiny(const std::string& arch, int64_t n_layers = 1) {

@@ -1,0 +1,54 @@
+// Test helpers shared by the test programs: a private temp folder per program and the text of a
+// thrown qkv::Error.
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+
+namespace qkv::test {
+
+/// A folder of this test program's own (named after the program and its pid), created on first
+/// use and removed when the tests end. Ends with '/'.
+inline const std::string& temp_folder() {
+  static const std::string folder = [] {
+    const std::string program =
+        std::filesystem::path(::testing::internal::GetArgvs().at(0)).filename().string();
+    std::string f = ::testing::TempDir() + "qkv_" + program + "_" + std::to_string(::getpid());
+    std::filesystem::create_directories(f);
+    struct Remove : ::testing::Environment {
+      explicit Remove(std::string p) : path(std::move(p)) {}
+      void TearDown() override {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+      }
+      std::string path;
+    };
+    ::testing::AddGlobalTestEnvironment(new Remove(f));
+    return f + "/";
+  }();
+  return folder;
+}
+
+/// `name` inside temp_folder().
+inline std::string temp_path(const std::string& name) {
+  return temp_folder() + name;
+}
+
+/// Runs f and returns the qkv::Error text it throws, or "(no error)".
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace qkv::test
