@@ -20,5 +20,6 @@ void add_eval(CLI::App& app);
 void add_attend(CLI::App& app);
 void add_grads(CLI::App& app);
 void add_generate(CLI::App& app);
+void add_graph(CLI::App& app);
 
 }  // namespace qkv::cli
