@@ -21,5 +21,6 @@ void add_attend(CLI::App& app);
 void add_grads(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_graph(CLI::App& app);
+void add_explain(CLI::App& app);
 
 }  // namespace qkv::cli

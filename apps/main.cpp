@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   qkv::cli::add_grads(app);
   qkv::cli::add_generate(app);
   qkv::cli::add_graph(app);
+  qkv::cli::add_explain(app);
   qkv::cli::add_gradcheck(app);
 
   try {
