@@ -96,21 +96,47 @@ void run_attend(const AttendArgs& a) {
   size_t width = 0;
   for (const auto& t : src_tokens) width = std::max(width, t.size());
   for (const auto& [path, P] : r.attention) {
+    // seq2seq: "enc.*" attends source to source, "*.xattn" target to source; the rest (and every
+    // module of the other architectures) attends over `tokens`.
     const bool cross = path.find("xattn") != std::string::npos;
-    const auto& keys = cross ? src_tokens : tokens;
+    const bool source = arch == "seq2seq" && path.rfind("enc.", 0) == 0;
+    const auto& queries = source ? src_tokens : tokens;
+    const auto& keys = cross || source ? src_tokens : tokens;
     const int64_t H = P.size(1), T = P.size(2), S = P.size(3);
     for (int64_t h = 0; h < H; ++h) {
       const float* Ph = P.data() + h * T * S;
-      const int64_t q = std::min(readout, T - 1);
-      fmt::print("{} head {} — attention of '{}' (query {}) over {}:\n", path, h, tokens[size_t(q)],
-                 q, cross ? "the source" : "the sentence");
-      for (int64_t j = 0; j < S; ++j)
-        fmt::print("  {:>{}} {:5.1f}% {}\n", keys[size_t(j)], width, 100.0 * Ph[q * S + j],
-                   bar(Ph[q * S + j], a.width));
-      fmt::print("\n");
+      if (cross) {
+        // The alignment: for each output token, the source words its query looks at most.
+        fmt::print("{} head {} — cross-attention: each output token's query over the source:\n",
+                   path, h);
+        for (int64_t i = 0; i < T; ++i) {
+          const float* row = Ph + i * S;
+          std::vector<int64_t> order(static_cast<size_t>(S));
+          for (int64_t j = 0; j < S; ++j) order[size_t(j)] = j;
+          std::sort(order.begin(), order.end(),
+                    [&](int64_t x, int64_t y) { return row[x] > row[y]; });
+          const std::string next =
+              i + 1 < T ? tokens[size_t(i + 1)] : task.vocab().token(task.vocab().eos_id());
+          fmt::print("  {:>6} → {:<6} {:>{}} {:5.1f}% {}", tokens[size_t(i)], next,
+                     keys[size_t(order[0])], width, 100.0 * row[order[0]],
+                     bar(row[order[0]], a.width / 2));
+          if (S > 1)
+            fmt::print("  (then {} {:.1f}%)", keys[size_t(order[1])], 100.0 * row[order[1]]);
+          fmt::print("\n");
+        }
+        fmt::print("\n");
+      } else if (!source) {
+        const int64_t q = std::min(readout, T - 1);
+        fmt::print("{} head {} — attention of '{}' (query {}) over the sentence:\n", path, h,
+                   tokens[size_t(q)], q);
+        for (int64_t j = 0; j < S; ++j)
+          fmt::print("  {:>{}} {:5.1f}% {}\n", keys[size_t(j)], width, 100.0 * Ph[q * S + j],
+                     bar(Ph[q * S + j], a.width));
+        fmt::print("\n");
+      }
       HeatmapOptions o;
       o.title = fmt::format("{} head {}", path, h);
-      o.row_labels = tokens;
+      o.row_labels = queries;
       o.col_labels = keys;
       o.x_label = "key";
       o.y_label = "query";

@@ -30,11 +30,10 @@ Loaded load_trained(const std::string& path) {
 std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id) {
   NoGradGuard no_grad;
   std::vector<int32_t> out;
+  batch.targets = IndexTensor();  // the continuation has none; the model computes no loss
   const int64_t max_len = model.config().max_len;
   while (batch.seq_len() < max_len) {
-    Batch b = batch;
-    b.targets = IndexTensor();
-    ForwardResult<float> r = model.forward(b);
+    ForwardResult<float> r = model.forward(batch);
     const Tensor<float>& logits = r.logits.value();  // [1, T, V]
     const int64_t T = logits.size(1), V = logits.size(2);
     const float* last = logits.data() + (T - 1) * V;

@@ -940,7 +940,8 @@ void Trainer::write_pictures(bool final_probe) const {
   const std::vector<MetricsRecord> records = read_metrics(path("metrics.jsonl"));
   const std::string name = task_->name();
   write_svg(path("loss.svg"), loss_chart_svg(records, name + ": loss", /*log_y=*/true));
-  write_svg(path("accuracy.svg"), accuracy_chart_svg(records, name + ": val accuracy"));
+  write_svg(path("accuracy.svg"),
+            accuracy_chart_svg(records, name + ": accuracy on train and val"));
   if (!final_probe) return;
 
   // Attention over training: the probe's pronoun row of one head, one row per evaluation.
