@@ -220,8 +220,8 @@ ExplainInput parse_explain_input(const std::string& json_text, const std::string
   if (doc.contains("target")) {
     in.target = p.numbers(doc["target"], "'target'");
     if (in.target.size() != in.W_V.rows())
-      p.bad(fmt::format("'target' has {} numbers but the values (W_V has {} rows) have {}",
-                        in.target.size(), in.W_V.rows(), in.W_V.rows()));
+      p.bad(fmt::format("'target' has {} numbers but the values have {} (one per row of W_V)",
+                        in.target.size(), in.W_V.rows()));
   }
 
   if (doc.contains("cross")) {
@@ -441,7 +441,7 @@ ExplainReport build_explain_report(const ExplainInput& input, SoftmaxBackwardRul
     rep.P_all.row(i) = attend_row(X.row(i).transpose(), X, W_Q, W_K, W_V).P.transpose();
 
   rep.scaling_keys = 8;
-  rep.scaling_trials = 2000;
+  rep.scaling_trials = 1000;
   rep.scaling = scaling_study({4, 16, 64, 256, 1024}, rep.scaling_keys, rep.scaling_trials, 0);
 
   if (!input.cross_words.empty())
@@ -849,7 +849,7 @@ void forward_lesson(const ExplainReport& r, Writer& w) {
 
   w.heading("1. The words and the weights");
   w.para(fmt::format(
-      "Each word starts as an embedding x, here {} made-up numbers. Attention gives every word "
+      "Each word starts as an embedding x, here d = {} numbers. Attention gives every word "
       "three roles, each made by a weight matrix: a query q = W_Q·x (what am I looking for?), a "
       "key k = W_K·x (what do I offer?) and a value v = W_V·x (what do I pass on if chosen?). "
       "We follow one query, '{}', reading the sentence to find out what it refers to.",
@@ -1081,6 +1081,13 @@ void cross_lesson(const ExplainReport& r, Writer& w) {
   w.bars(fmt::format("P: '{}' over the first sentence", qw), keys, r.cross.P);
 }
 
+/// The sentence in quotes, ending with a full stop, and a space; "" when there is none.
+std::string quoted_sentence(const std::string& s) {
+  if (s.empty()) return "";
+  const char last = s.back();
+  return "\"" + s + (last == '.' || last == '!' || last == '?' ? "" : ".") + "\" ";
+}
+
 }  // namespace
 
 std::string render_explain(const ExplainReport& r, const std::string& format) {
@@ -1099,7 +1106,7 @@ std::string render_explain(const ExplainReport& r, const std::string& format) {
   w->para(fmt::format(
       "{}Attention(Q, K, V) = softmax(Q·Kᵀ/√d_k)·V, one row of it, by hand: the query is '{}'. "
       "Every number is computed in float64 from {}.",
-      r.input.sentence.empty() ? "" : "\"" + r.input.sentence + ".\" ", qw, r.input.source));
+      quoted_sentence(r.input.sentence), qw, r.input.source));
   forward_lesson(r, *w);
   backward_lesson(r, *w);
   scaling_lesson(r, *w);
