@@ -138,8 +138,11 @@ nlohmann::json CharLMTask::default_model_config() const {
           {"dropout", 0.0},    {"ln_eps", 1e-5}};
 }
 
+// Measured with qkv train on the default corpus, 2 busy cores (docs/generate.md): val loss 0.247
+// nats/char (unigram baseline 2.890), 90.5 % val token accuracy, in about 3 minutes. Train and
+// val loss stay together; the old 3000 steps at lr 1e-3 were still at 0.268 by step 1500.
 nlohmann::json CharLMTask::default_train_config() const {
-  return {{"steps", 3000},        {"batch_size", 32},     {"lr", 1e-3},
+  return {{"steps", 1500},        {"batch_size", 32},     {"lr", 3e-3},
           {"optimizer", "adamw"}, {"weight_decay", 0.01}, {"warmup", 100},
           {"schedule", "cosine"}, {"clip", 1.0},          {"eval_every", 250}};
 }
