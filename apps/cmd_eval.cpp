@@ -87,7 +87,7 @@ void add_eval(CLI::App& app) {
     } catch (const Error& e) {
       fail("checkpoint '{}': {}", a->checkpoint, e.what());
     }
-    fmt::print("{}: task {}, {} (d_model {}, {} heads, {} layers, {} parameters), step {}\n",
+    fmt::print("{}: task {}, {} (d_model {}, n_heads {}, n_layers {}, {} parameters), step {}\n",
                a->checkpoint, task->name(), cfg.arch, cfg.d_model, cfg.n_heads, cfg.n_layers,
                model.num_parameters(), ck.train.step);
 

@@ -820,6 +820,7 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& checkpoint, TrainerO
   t->step_ = ck.train.step;
   t->epoch_ = ck.train.epoch;
   t->best_val_accuracy_ = get("best_val_accuracy", -1.0);
+  t->best_val_loss_ = get("best_val_loss", std::numeric_limits<double>::max());
   t->best_step_ = get("best_step", int64_t(-1));
   t->skipped_ = get("skipped_steps", int64_t(0));
   bool have_data = false;
@@ -873,6 +874,7 @@ Checkpoint Trainer::make_checkpoint() const {
   c.train.extra = {{"epoch_position", pos_},
                    {"train_examples", static_cast<int64_t>(order_.size())},
                    {"best_val_accuracy", best_val_accuracy_},
+                   {"best_val_loss", best_val_loss_},
                    {"best_step", best_step_},
                    {"skipped_steps", skipped_}};
   c.train.rng = {{"data", epoch_start_}, {"dropout", model_->dropout_rng_state()}};
@@ -911,8 +913,13 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   }
   last_referent_ = a;
   if (!opt_.out_dir.empty()) record_probe();
-  if (e.score.examples > 0 && e.score.accuracy() > best_val_accuracy_) {
-    best_val_accuracy_ = e.score.accuracy();
+  // Best: the highest val accuracy, ties going to the lower val loss (charlm's exact-window
+  // accuracy is always 0, so there the loss decides).
+  const double acc = e.score.accuracy();
+  if (e.score.examples > 0 &&
+      (acc > best_val_accuracy_ || (acc == best_val_accuracy_ && e.loss < best_val_loss_))) {
+    best_val_accuracy_ = acc;
+    best_val_loss_ = e.loss;
     best_step_ = step_;
     if (!opt_.out_dir.empty()) save(path("best.h5"));
   }
@@ -1010,7 +1017,8 @@ TrainResult Trainer::run() {
   if (!opt_.out_dir.empty()) metrics = std::make_unique<MetricsWriter>(path("metrics.jsonl"));
 
   display.line(fmt::format(
-      "{} {}: {} (d_model {}, {} heads, {} layers, {} parameters), {} steps{} × batch {}, {} lr "
+      "{} {}: {} (d_model {}, n_heads {}, n_layers {}, {} parameters), {} steps{} × batch {}, {} "
+      "lr "
       "{:g} {}{}",
       resumed_ ? "resuming" : "training", task_->name(), config_.model.arch, config_.model.d_model,
       config_.model.n_heads, config_.model.n_layers, model_->num_parameters(), t.steps,

@@ -17,7 +17,7 @@
 //   metrics.jsonl           one record per step (loss, lr, grad_norm, tokens_per_s), evaluation
 //                           steps add val_loss, val_accuracy and (pronoun) referent attention
 //   step-XXXXXX.h5          every save_every steps, the last `keep` kept
-//   best.h5, last.h5        best val accuracy; the end of the run (or an interrupt)
+//   best.h5, last.h5        best val accuracy (ties: lower val loss); the end of the run
 //   loss.svg, accuracy.svg  rewritten at every checkpoint and at the end
 //   probe_attention.jsonl   (pronoun) the pronoun's attention row on the probe sentence at every
 //   probe_attention.svg     evaluation, and its heatmap (rows = step) at the end
@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -222,6 +223,7 @@ class Trainer {
   Rng data_rng_;
   Rng::State epoch_start_{};  // data_rng_ before this epoch's permutation was drawn
   double best_val_accuracy_ = -1;
+  double best_val_loss_ = std::numeric_limits<double>::max();  // at the best accuracy
   int64_t best_step_ = -1;
   int64_t skipped_ = 0;
   bool resumed_ = false;

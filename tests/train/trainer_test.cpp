@@ -178,6 +178,25 @@ TEST(Trainer, LossFallsOnATinyCopyTask) {
   EXPECT_EQ(TrainConfig::from_json(ck.train_config).steps, 300);
 }
 
+TEST(Trainer, BestCheckpointBreaksAccuracyTiesByValLoss) {
+  // charlm's exact-window accuracy stays 0 in a short run: every evaluation ties, so best.h5 must
+  // follow the val loss (the last evaluation here, as the loss falls) and not stay at step 0.
+  TempDir dir("best_ties");
+  const json overrides = {
+      {"task", {{"block_size", 32}}},
+      {"model", {{"d_model", 16}, {"n_heads", 2}, {"n_layers", 1}, {"d_ff", 32}}},
+      {"train",
+       {{"steps", 30}, {"batch_size", 8}, {"lr", 3e-3}, {"eval_every", 15}, {"warmup", 0}}}};
+  const RunConfig cfg = resolve_run_config("charlm", nullptr, overrides);
+  const TrainResult r = Trainer(cfg, quiet(dir.path())).run();
+  ASSERT_EQ(r.status, TrainResult::Status::kCompleted) << r.message;
+  const std::vector<MetricsRecord> m = read_metrics(dir / "metrics.jsonl");
+  ASSERT_EQ(*m.front().val_accuracy, 0.0);
+  ASSERT_EQ(*m.back().val_accuracy, 0.0);
+  ASSERT_LT(*m.back().val_loss, *m.front().val_loss);
+  EXPECT_EQ(load_checkpoint(dir / "best.h5").train.step, 30);
+}
+
 TEST(Trainer, SameSeedSameRunBitForBit) {
   TempDir a("det_a"), b("det_b");
   const RunConfig cfg = tiny_copy(30);
