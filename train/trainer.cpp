@@ -719,6 +719,10 @@ std::string summary_line(int64_t step, int64_t total, const MetricsRecord& r,
   if (r.loss) s += fmt::format(" | loss {:.4f}", *r.loss);
   if (r.val_loss) s += fmt::format(" | val loss {:.4f}", *r.val_loss);
   if (r.val_accuracy) s += fmt::format(" | val acc {:.2f}%", 100 * *r.val_accuracy);
+  // Decoders: exact-sequence accuracy, then per token (for charlm the only informative one).
+  const auto tok = r.extra.find("val_token_accuracy");
+  if (r.val_accuracy && tok != r.extra.end() && tok->is_number())
+    s += fmt::format(" (tokens {:.1f}%)", 100 * tok->get<double>());
   if (!ref.empty())
     s += fmt::format(" | referent > distractor {:.1f}% ({} head {})", 100 * ref.best_wins(),
                      ref.modules[ref.best_module], ref.best_head);
