@@ -20,6 +20,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "test_xml.h"
+
 #ifndef QKV_BIN
 #error "QKV_BIN (the path of the qkv program) must be defined by tests/CMakeLists.txt"
 #endif
@@ -28,137 +30,7 @@ namespace qkv {
 namespace {
 
 namespace fs = std::filesystem;
-
-// ---- XML well-formedness -----------------------------------------------------------------------
-
-bool name_start(char c) {
-  return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
-         static_cast<unsigned char>(c) >= 0x80;
-}
-bool name_char(char c) {
-  return name_start(c) || std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.';
-}
-
-/// "" when `s` is a well-formed XML document, else the first problem and its offset: an optional
-/// declaration, comments, exactly one root element; tags nested and matched, names legal,
-/// attributes quoted and unique per element, '<' never and '&' only as a known or numeric entity
-/// in text and attribute values, CDATA sections closed.
-std::string xml_problem(const std::string& s) {
-  size_t i = 0;
-  std::vector<std::string> open;
-  int roots = 0;
-  auto at = [&](const std::string& what) { return what + " at offset " + std::to_string(i); };
-  auto entity = [&](size_t& k) -> bool {  // s[k] == '&'
-    const size_t semi = s.find(';', k);
-    if (semi == std::string::npos || semi - k > 12) return false;
-    const std::string e = s.substr(k + 1, semi - k - 1);
-    bool ok = e == "amp" || e == "lt" || e == "gt" || e == "quot" || e == "apos";
-    if (!ok && e.size() > 1 && e[0] == '#') {
-      const bool hex = e[1] == 'x';
-      ok = e.size() > (hex ? 2u : 1u);
-      for (size_t j = hex ? 2 : 1; j < e.size() && ok; ++j)
-        ok = hex ? std::isxdigit(static_cast<unsigned char>(e[j]))
-                 : std::isdigit(static_cast<unsigned char>(e[j]));
-    }
-    k = semi;
-    return ok;
-  };
-  auto skip_space = [&] {
-    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  };
-  auto read_name = [&]() -> std::string {
-    const size_t b = i;
-    if (i < s.size() && name_start(s[i])) ++i;
-    while (i < s.size() && name_char(s[i])) ++i;
-    return s.substr(b, i - b);
-  };
-
-  if (s.compare(0, 5, "<?xml") == 0) {
-    i = s.find("?>");
-    if (i == std::string::npos) return "unterminated XML declaration";
-    i += 2;
-  }
-  while (i < s.size()) {
-    if (s[i] != '<') {
-      if (open.empty() && !std::isspace(static_cast<unsigned char>(s[i])))
-        return at("text outside the root element");
-      if (s[i] == '&' && !entity(i)) return at("a bad entity");
-      ++i;
-      continue;
-    }
-    if (s.compare(i, 4, "<!--") == 0) {
-      const size_t e = s.find("-->", i + 4);
-      if (e == std::string::npos) return at("an unterminated comment");
-      i = e + 3;
-      continue;
-    }
-    if (s.compare(i, 9, "<![CDATA[") == 0) {
-      if (open.empty()) return at("CDATA outside the root");
-      const size_t e = s.find("]]>", i);
-      if (e == std::string::npos) return at("an unterminated CDATA section");
-      i = e + 3;
-      continue;
-    }
-    if (s.compare(i, 2, "<?") == 0 || s.compare(i, 2, "<!") == 0)
-      return at("a declaration or instruction after the start");
-    ++i;
-    const bool closing = i < s.size() && s[i] == '/';
-    if (closing) ++i;
-    const std::string name = read_name();
-    if (name.empty()) return at("a tag without a name");
-    if (closing) {
-      skip_space();
-      if (i >= s.size() || s[i] != '>') return at("a malformed closing tag </" + name);
-      if (open.empty() || open.back() != name) return at("</" + name + "> closes nothing open");
-      open.pop_back();
-      ++i;
-      continue;
-    }
-    std::set<std::string> attrs;
-    while (true) {
-      const size_t before = i;
-      skip_space();
-      if (i >= s.size()) return at("an unterminated tag <" + name);
-      if (s[i] == '>' || s.compare(i, 2, "/>") == 0) break;
-      if (i == before) return at("attributes of <" + name + "> not separated by space");
-      const std::string attr = read_name();
-      if (attr.empty()) return at("a bad attribute name in <" + name + ">");
-      if (!attrs.insert(attr).second) return at("attribute " + attr + " twice in <" + name + ">");
-      skip_space();
-      if (i >= s.size() || s[i] != '=') return at("attribute " + attr + " without a value");
-      ++i;
-      skip_space();
-      if (i >= s.size() || (s[i] != '"' && s[i] != '\'')) return at("an unquoted attribute");
-      const char q = s[i++];
-      for (; i < s.size() && s[i] != q; ++i) {
-        if (s[i] == '<') return at("'<' in an attribute value");
-        if (s[i] == '&' && !entity(i)) return at("a bad entity in an attribute");
-      }
-      if (i >= s.size()) return at("an unterminated attribute value");
-      ++i;
-    }
-    const bool empty = s[i] == '/';
-    i += empty ? 2 : 1;
-    if (open.empty() && roots++ > 0) return at("a second root element <" + name + ">");
-    if (!empty) open.push_back(name);
-  }
-  if (!open.empty()) return "<" + open.back() + "> is never closed";
-  if (roots != 1) return "no root element";
-  return "";
-}
-
-TEST(XmlCheck, CatchesWhatIsNotWellFormed) {
-  EXPECT_EQ(xml_problem("<?xml version=\"1.0\"?>\n<a x=\"1\"><b/>t &amp; &#x41;</a>\n"), "");
-  EXPECT_NE(xml_problem("<a><b></a></b>"), "");
-  EXPECT_NE(xml_problem("<a>x & y</a>"), "");
-  EXPECT_NE(xml_problem("<a t=\"<\"/>"), "");
-  EXPECT_NE(xml_problem("<a t=1/>"), "");
-  EXPECT_NE(xml_problem("<a x=\"1\" x=\"2\"/>"), "");
-  EXPECT_NE(xml_problem("<a/><b/>"), "");
-  EXPECT_NE(xml_problem("<a>"), "");
-  EXPECT_NE(xml_problem("text<a/>"), "");
-  EXPECT_NE(xml_problem("<!DOCTYPE html><a/>"), "");
-}
+using test::xml_problem;
 
 // ---- running qkv -------------------------------------------------------------------------------
 
@@ -181,7 +53,7 @@ size_t count(const std::string& s, const std::string& what) {
   return n;
 }
 
-/// Well-formed by xml_problem, and by xmllint when it is installed.
+/// Well-formed by the shared checker (tests/test_xml.h), and by xmllint when it is installed.
 void expect_well_formed(const fs::path& file) {
   ASSERT_TRUE(fs::exists(file)) << file;
   const std::string text = slurp(file);
