@@ -994,6 +994,11 @@ void backward_lesson(const ExplainReport& r, Writer& w) {
                   "product per word.",
                   qw));
   w.checked(r.block("dL/dW_Q"));
+  if ((a.x_q.array() == 0).any())
+    w.para(
+        fmt::format("The columns of dW_Q where x_{} is 0 are 0: a weight learns only from the "
+                    "inputs it multiplied.",
+                    qw));
   w.checked(r.block("dL/dW_K"));
   w.checked(r.block("dL/dW_V"));
 
@@ -1006,7 +1011,6 @@ void backward_lesson(const ExplainReport& r, Writer& w) {
                   "worst disagreement is {}, at the level of float64 rounding over ε.",
                   err(r.max_abs_err())));
   w.table({"gradient", "shape", "max |analytic − FD|"}, rows);
-  (void)a;
 }
 
 void scaling_lesson(const ExplainReport& r, Writer& w) {

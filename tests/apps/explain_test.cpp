@@ -415,7 +415,7 @@ TEST(ExplainCommand, WritesHtmlAndMarkdownFiles) {
 TEST(ExplainCommand, UsesAVectorsFile) {
   const std::string path = temp_path("good.json");
   std::ofstream(path) << kGood;
-  const RunResult r = run_qkv("explain --vectors " + path);
+  const RunResult r = run_qkv("explain --format markdown --vectors " + path);  // unwrapped
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("\"Le chat dort.\""), std::string::npos);
   EXPECT_NE(r.out.find("'dort'"), std::string::npos);
