@@ -144,7 +144,7 @@ void run_attend(const AttendArgs& a) {
       std::vector<double> values(Ph, Ph + T * S);
       const std::string svg = heatmap_svg(values, T, S, o);
       write_svg((dir / fmt::format("{}.h{}.svg", path, h)).string(), svg);
-      html += "<figure>" + svg + "</figure>\n";
+      html += "<figure>" + svg.substr(svg.find("<svg")) + "</figure>\n";  // no <?xml?> inside HTML
     }
   }
   html += "</body></html>\n";

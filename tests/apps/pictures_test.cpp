@@ -289,6 +289,7 @@ TEST_F(Pictures, AttendHtmlHasOneFigurePerLayerAndHead) {
         << tag << " is not closed as often as it is opened";
   EXPECT_NE(html.find("animal didn&apos;t cross"), std::string::npos) << "the sentence is missing";
   EXPECT_EQ(count(html, "<figure>"), size_t(kLayers * kHeads));
+  EXPECT_EQ(count(html, "<?xml"), 0u) << "an XML declaration inside HTML";
   // Each figure: one SVG heatmap, well-formed on its own, titled with its layer and head, and
   // equal to the SVG file of that head.
   size_t p = 0;
