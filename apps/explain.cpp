@@ -200,8 +200,8 @@ ExplainInput parse_explain_input(const std::string& json_text, const std::string
   if (in.words.size() < 2) p.bad("'words' needs at least two words to attend over");
   const Eigen::Index d = in.words.front().x.size();
 
-  if (!doc.contains("query") || !doc["query"].is_string())
-    p.bad("missing 'query' (the word, from 'words', that attends)");
+  if (!doc.contains("query")) p.bad("missing 'query' (the word, from 'words', that attends)");
+  if (!doc["query"].is_string()) p.bad("'query' must be a string: one of the words");
   const std::string query = doc["query"].get<std::string>();
   int found = 0;
   for (size_t i = 0; i < in.words.size(); ++i)
