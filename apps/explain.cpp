@@ -435,6 +435,20 @@ ExplainReport build_explain_report(const ExplainInput& input, SoftmaxBackwardRul
       central_differences(
           W_V, [&](const MatrixXd& w) { return L_W(W_Q, W_K, w); }, eps));
 
+  //   x_j feeds k_j and v_j, and the query word's x also feeds q (self-attention):
+  //   dx_j = W_Kᵀ dk_j + W_Vᵀ dv_j (+ W_Qᵀ dq for the query word)   i.e. dX = dK W_K + dV W_V
+  MatrixXd dX = dK * W_K + dV * W_V;
+  dX.row(input.query) += (W_Q.transpose() * dq).transpose();
+  add("dL/dX", "dx_j = W_Kᵀ dk_j + W_Vᵀ dv_j (+ W_Qᵀ dq for '" + qw + "')",
+      labelled("x_", input.words), x_cols, dX,
+      central_differences(
+          X,
+          [&](const MatrixXd& x) {
+            const AttentionRow a = attend_row(x.row(input.query).transpose(), x, W_Q, W_K, W_V);
+            return L_out(a.out);
+          },
+          eps));
+
   // Every word as the query: the full self-attention map.
   rep.P_all.resize(X.rows(), X.rows());
   for (Eigen::Index i = 0; i < X.rows(); ++i)
@@ -1001,6 +1015,12 @@ void backward_lesson(const ExplainReport& r, Writer& w) {
                     qw));
   w.checked(r.block("dL/dW_K"));
   w.checked(r.block("dL/dW_V"));
+  w.para(
+      fmt::format("And the embeddings, which an earlier layer would receive: each word's x made "
+                  "its key and its value, and x_{0} also made the query, so '{0}' collects "
+                  "gradient along three paths.",
+                  qw));
+  w.checked(r.block("dL/dX"));
 
   std::vector<Labels> rows;
   for (const auto& b : r.backward)

@@ -33,9 +33,9 @@ using test::error_of;
 using test::temp_path;
 using test::xml_problem;
 
-const char* kBlocks[] = {
-    "dL/dout", "dL/dP", "dL/dV",   "dP/dS",   "dL/dS (Jacobian)", "dL/dS (O(n) rule)",
-    "dL/dq",   "dL/dK", "dL/dW_Q", "dL/dW_K", "dL/dW_V"};
+const char* kBlocks[] = {"dL/dout",           "dL/dP", "dL/dV", "dP/dS",   "dL/dS (Jacobian)",
+                         "dL/dS (O(n) rule)", "dL/dq", "dL/dK", "dL/dW_Q", "dL/dW_K",
+                         "dL/dW_V",           "dL/dX"};
 
 // ---- forward ----------------------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ TEST(ExplainBackward, DroppingTheCenteringTermIsCaughtByFiniteDifferences) {
   const ExplainReport r = build_explain_report(default_explain_input(), forgot_the_centering);
   // Everything downstream of the broken rule disagrees with its finite difference by far more
   // than the 1e-6 the correct backward meets...
-  for (const char* name : {"dL/dS (O(n) rule)", "dL/dq", "dL/dK", "dL/dW_Q", "dL/dW_K"})
+  for (const char* name : {"dL/dS (O(n) rule)", "dL/dq", "dL/dK", "dL/dW_Q", "dL/dW_K", "dL/dX"})
     EXPECT_GT(r.block(name).max_abs_err(), 1e-2) << name;
   EXPECT_GT(r.max_abs_err(), 1e-2);
   // ...while what does not use it (and the full-Jacobian route) still agrees.
