@@ -22,5 +22,6 @@ void add_grads(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_graph(CLI::App& app);
 void add_explain(CLI::App& app);
+void add_bench(CLI::App& app);
 
 }  // namespace qkv::cli

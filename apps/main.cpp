@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   qkv::cli::add_graph(app);
   qkv::cli::add_explain(app);
   qkv::cli::add_gradcheck(app);
+  qkv::cli::add_bench(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,232 @@
+// qkv bench: see bench.h. The models mirror torch_peer.py's classes line by line:
+//
+//   torch_peer.py                                   qkv ModelConfig
+//   tok_emb + pos_emb.weight[:T] (learned)          pos = "learned", max_len = T
+//   Block: x + attn(ln1(x)); x + fc2(gelu_tanh(…))  norm = "pre", activation = "gelu_tanh"
+//   Attention: W_Q/W_K/W_V/W_O with bias, causal    arch = "decoder" (causal), n_heads
+//   decoder LM head F.linear(x, tok_emb.weight)     tie_embeddings = true
+//   encoder head Linear(C, V) on x[:, 0, :]         arch = "encoder", n_out = V, positions = 0
+//   init N(0, 0.02), W_O/fc2 N(0, 0.02/√(2L))       Model::reset_parameters (the same rule)
+//   AdamW(1e-4, (0.9, 0.999), 1e-8, wd 0)           AdamW<float> with the same options
+#include "apps/bench.h"
+
+#include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/core.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace qkv {
+namespace {
+
+BenchConfig make_config(const char* name, const char* arch, int64_t V, int64_t T, int64_t C,
+                        int64_t L, int64_t H, int64_t d_ff, int64_t B, int64_t steps) {
+  BenchConfig c;
+  c.name = name;
+  c.model.arch = arch;
+  c.model.vocab_size = V;
+  c.model.max_len = T;
+  c.model.d_model = C;
+  c.model.n_layers = L;
+  c.model.n_heads = H;
+  c.model.d_ff = d_ff;
+  c.model.activation = "gelu_tanh";
+  c.model.norm = "pre";
+  c.model.pos = "learned";
+  c.model.tie_embeddings = c.model.arch == "decoder";
+  c.model.n_out = V;
+  c.model.dropout = 0.0;
+  c.model = c.model.resolved();
+  c.model.validate();
+  c.batch = B;
+  c.steps = steps;
+  return c;
+}
+
+}  // namespace
+
+const std::vector<BenchConfig>& bench_configs() {
+  // DESIGN.md's table; steps as torch_peer.py's defaults.
+  static const std::vector<BenchConfig> configs = {
+      make_config("tiny", "encoder", 64, 16, 32, 1, 1, 64, 64, 300),
+      make_config("small", "decoder", 256, 64, 128, 2, 4, 512, 16, 30),
+      make_config("medium", "decoder", 1024, 128, 256, 4, 4, 1024, 8, 15),
+      make_config("large", "decoder", 4096, 256, 512, 4, 8, 2048, 4, 10),
+  };
+  return configs;
+}
+
+const BenchConfig& bench_config(const std::string& name) {
+  for (const BenchConfig& c : bench_configs())
+    if (c.name == name) return c;
+  fail("--config: unknown configuration '{}'; choose tiny, small, medium, large or all", name);
+}
+
+Batch bench_batch(const BenchConfig& config, uint64_t seed) {
+  const int64_t B = config.batch, T = config.seq_len(), V = config.model.vocab_size;
+  Rng rng(seed);
+  auto token = [&] { return static_cast<int32_t>(rng.below(static_cast<uint64_t>(V))); };
+  Batch b;
+  if (config.model.arch == "decoder") {
+    std::vector<int32_t> buf(static_cast<size_t>(B * T + 1));
+    for (int32_t& t : buf) t = token();
+    b.tokens = IndexTensor({B, T}, std::vector<int32_t>(buf.begin(), buf.end() - 1));
+    b.targets = IndexTensor({B, T}, std::vector<int32_t>(buf.begin() + 1, buf.end()));
+  } else {
+    b.tokens = IndexTensor({B, T});
+    for (int32_t& t : b.tokens.data) t = token();
+    b.targets = IndexTensor({B});
+    for (int32_t& t : b.targets.data) t = token();
+    b.positions = IndexTensor({B}, 0);
+  }
+  return b;
+}
+
+BenchStep::BenchStep(const BenchConfig& config, uint64_t seed)
+    : model_(std::make_unique<Model<float>>(config.model, seed)),
+      batch_(bench_batch(config, seed + 7)) {
+  AdamWOptions o;
+  o.lr = 1e-4;
+  o.beta1 = 0.9;
+  o.beta2 = 0.999;
+  o.eps = 1e-8;
+  o.weight_decay = 0.0;
+  o.decays = [](const std::string&) { return true; };  // one group, as torch.optim.AdamW
+  optimizer_ = std::make_unique<AdamW<float>>(model_->named_parameters(), o);
+}
+
+double BenchStep::step() {
+  optimizer_->zero_grad();
+  double loss;
+  {  // the graph is freed at the end of this scope, inside the timed step (PyTorch frees it
+     // in backward)
+    ForwardResult<float> r = model_->forward(batch_);
+    loss = r.loss.item();
+    r.loss.backward();
+  }
+  optimizer_->step();
+  return loss;
+}
+
+double median(std::vector<double> v) {
+  QKV_CHECK(!v.empty(), "median: no values");
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int64_t warmup,
+                      uint64_t seed) {
+  QKV_CHECK(threads > 0, "--threads: expected a positive number, got {}", threads);
+  QKV_CHECK(steps > 0, "--steps: expected a positive number, got {}", steps);
+  QKV_CHECK(warmup >= 0, "--warmup: expected a number >= 0, got {}", warmup);
+  omp_set_dynamic(0);
+  omp_set_num_threads(threads);
+  BenchStep s(config, seed);
+  BenchResult r;
+  r.config = config.name;
+  r.threads = threads;
+  r.steps = steps;
+  r.warmup = warmup;
+  r.params = s.model().num_parameters();
+  std::vector<double> ms;
+  for (int64_t i = 0; i < warmup + steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    r.loss = s.step();
+    const auto t1 = std::chrono::steady_clock::now();
+    if (i >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  r.ms_per_step = median(ms);
+  r.min_ms = *std::min_element(ms.begin(), ms.end());
+  r.max_ms = *std::max_element(ms.begin(), ms.end());
+  r.tokens_per_s = static_cast<double>(config.batch * config.seq_len()) / (r.ms_per_step / 1000.0);
+  return r;
+}
+
+std::optional<std::string> find_torch_peer() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("QKV_TORCH_PEER"); env && *env) return std::string(env);
+  // Above this source file (the source tree) and above the program: <ancestor>/shared/bench/.
+  std::vector<fs::path> starts = {fs::path(__FILE__).parent_path()};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) starts.push_back(exe.parent_path());
+  for (const fs::path& start : starts)
+    for (fs::path p = start; !p.empty(); p = p.parent_path()) {
+      const fs::path peer = p / "shared" / "bench" / "torch_peer.py";
+      if (fs::is_regular_file(peer, ec)) return fs::weakly_canonical(peer, ec).string();
+      if (p == p.parent_path()) break;
+    }
+  return std::nullopt;
+}
+
+namespace {
+
+struct Captured {
+  int status = -1;
+  std::string out;
+};
+
+/// Runs a shell command, its stderr joined to stdout.
+Captured capture(const std::string& cmd) {
+  Captured c;
+  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!f) return c;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) c.out.append(buf.data(), n);
+  const int raw = ::pclose(f);
+  c.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return c;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+/// The last non-empty line of `text`.
+std::string last_line(const std::string& text) {
+  size_t end = text.find_last_not_of("\n\r ");
+  if (end == std::string::npos) return "(no output)";
+  const size_t begin = text.rfind('\n', end);
+  return text.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin + 1));
+}
+
+}  // namespace
+
+nlohmann::json run_torch_peer(const std::string& peer, const std::string& config, int64_t steps,
+                              int64_t warmup) {
+  const std::string python = "/usr/bin/python3";
+  QKV_CHECK(::access(python.c_str(), X_OK) == 0, "{} not found; install python3 and python3-torch",
+            python);
+  QKV_CHECK(std::filesystem::is_regular_file(peer), "peer script '{}' not found", peer);
+  const Captured probe = capture(python + " -c 'import torch'");
+  QKV_CHECK(probe.status == 0, "torch cannot be imported by {} ({}); apt-get install python3-torch",
+            python, last_line(probe.out));
+  std::string cmd = python + " " + shell_quote(peer) + " --config " + shell_quote(config) +
+                    " --threads best --json";
+  if (steps > 0) cmd += fmt::format(" --steps {}", steps);
+  if (warmup >= 0) cmd += fmt::format(" --warmup {}", warmup);
+  const Captured run = capture(cmd);
+  QKV_CHECK(run.status == 0, "the peer failed (exit {}): {}", run.status, last_line(run.out));
+  const std::string line = last_line(run.out);
+  try {
+    return nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception&) {
+    fail("the peer printed no JSON line: {}", line);
+  }
+}
+
+}  // namespace qkv

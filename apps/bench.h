@@ -1,0 +1,91 @@
+// qkv bench: training-step throughput on DESIGN.md's benchmark configurations, the same models,
+// batches and optimizer as shared/bench/torch_peer.py (the PyTorch peer), so the two can be run
+// side by side and compared as a ratio measured in one run.
+//
+//   BenchConfig c = bench_config("small");
+//   BenchResult r = run_bench(c, /*threads=*/2, /*steps=*/30, /*warmup=*/3, /*seed=*/1337);
+//   r.ms_per_step;  // median over the timed steps
+//
+// One timed step = zero_grad + forward + loss + backward + AdamW step, on one fixed batch.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/batch.h"
+#include "nn/config.h"
+#include "nn/model.h"
+#include "train/optimizer.h"
+
+namespace qkv {
+
+/// One row of DESIGN.md's benchmark table, as a qkv model config and a batch size.
+struct BenchConfig {
+  std::string name;   // "tiny" | "small" | "medium" | "large"
+  ModelConfig model;  // resolved: arch, vocab_size V, max_len T, d_model C, layers, heads, d_ff
+  int64_t batch = 0;  // B
+  int64_t steps = 0;  // default timed steps (the peer's)
+  int64_t seq_len() const { return model.max_len; }
+};
+
+/// The four configurations in DESIGN.md's order: tiny (encoder), small, medium, large (decoders).
+const std::vector<BenchConfig>& bench_configs();
+/// The configuration called `name`; throws qkv::Error naming --config and the known names.
+const BenchConfig& bench_config(const std::string& name);
+
+/// A random batch of `config` from an Rng seeded by `seed`. Decoder: B·T+1 uniform tokens, inputs
+/// are the first B·T and targets the last B·T (next-token prediction, as the peer). Encoder:
+/// tokens [B, T] and targets [B] uniform, read out at position 0.
+Batch bench_batch(const BenchConfig& config, uint64_t seed);
+
+/// The model, AdamW(lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 0) and batch of one
+/// configuration: step() is one full training step and returns its loss.
+class BenchStep {
+ public:
+  BenchStep(const BenchConfig& config, uint64_t seed);
+  /// zero_grad + forward + loss + backward + optimizer step; returns the loss before the update.
+  double step();
+  Model<float>& model() { return *model_; }
+  const Batch& batch() const { return batch_; }
+
+ private:
+  std::unique_ptr<Model<float>> model_;
+  std::unique_ptr<AdamW<float>> optimizer_;
+  Batch batch_;
+};
+
+/// Timings of one configuration at one thread count.
+struct BenchResult {
+  std::string config;
+  int threads = 0;
+  int64_t steps = 0, warmup = 0;
+  int64_t params = 0;
+  double ms_per_step = 0;  // median of the timed steps
+  double min_ms = 0, max_ms = 0;
+  double tokens_per_s = 0;  // B·T / median step time
+  double loss = 0;          // of the last step
+};
+
+/// Builds `config` (seeded by `seed`), runs `warmup` untimed and `steps` timed training steps with
+/// `threads` OpenMP threads (set for the whole process), timing each with a steady clock.
+BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int64_t warmup,
+                      uint64_t seed);
+
+/// The median of `v` (mean of the two middle values for an even count, as Python's statistics).
+double median(std::vector<double> v);
+
+/// The PyTorch peer script: $QKV_TORCH_PEER if set, else shared/bench/torch_peer.py found beside
+/// the source tree or above the running program; nullopt when none exists.
+std::optional<std::string> find_torch_peer();
+
+/// Runs `/usr/bin/python3 PEER --config NAME --threads best --json` (plus --steps / --warmup when
+/// > 0) and returns its JSON line; throws qkv::Error with one line saying why it could not.
+nlohmann::json run_torch_peer(const std::string& peer, const std::string& config, int64_t steps,
+                              int64_t warmup);
+
+}  // namespace qkv

@@ -1,0 +1,182 @@
+// qkv bench: training-step throughput on DESIGN.md's benchmark configurations (apps/bench.h), as
+// a table or one JSON object per configuration; --peer runs shared/bench/torch_peer.py in the
+// same run and prints qkv/torch of ms per step, the number to report (absolute times drift
+// 15–30 % between runs on shared machines, ratios from one run do not).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+
+#include <fmt/core.h>
+
+#include "apps/bench.h"
+#include "apps/commands.h"
+#include "core/error.h"
+
+namespace qkv::cli {
+namespace {
+
+struct BenchArgs {
+  std::string config = "all";
+  std::string threads = "best";
+  int64_t steps = 0;  // 0 = each configuration's default
+  int64_t warmup = 3;
+  int64_t seed = 1337;
+  bool peer = false, json = false;
+};
+
+/// "best" → {1, 2}; N → {N}; anything else names --threads.
+std::vector<int> thread_choices(const std::string& s) {
+  if (s == "best") return {1, 2};
+  size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  QKV_CHECK(used == s.size() && n >= 1 && n <= 1024,
+            "--threads: expected a number of threads (1 to 1024) or 'best', got '{}'", s);
+  return {n};
+}
+
+/// "1.25 (torch 1.25× faster)" for qkv/torch of ms per step.
+std::string ratio_text(double qkv_ms, double torch_ms) {
+  const double r = qkv_ms / torch_ms;
+  if (r >= 1.0) return fmt::format("{:.2f} (torch {:.2f}x faster)", r, r);
+  return fmt::format("{:.2f} (qkv {:.2f}x faster)", r, 1.0 / r);
+}
+
+std::string load_average() {
+  double load[3];
+  if (::getloadavg(load, 3) != 3) return "unknown";
+  return fmt::format("{:.2f} {:.2f} {:.2f}", load[0], load[1], load[2]);
+}
+
+void run(const BenchArgs& a) {
+  const std::vector<int> threads = thread_choices(a.threads);
+  std::vector<const BenchConfig*> configs;
+  if (a.config == "all")
+    for (const BenchConfig& c : bench_configs()) configs.push_back(&c);
+  else
+    configs.push_back(&bench_config(a.config));
+
+  std::optional<std::string> peer;
+  if (a.peer) {
+    peer = find_torch_peer();
+    if (!peer)
+      fmt::print(stderr,
+                 "qkv bench: no PyTorch peer (set QKV_TORCH_PEER or keep shared/bench/"
+                 "torch_peer.py beside the source tree); continuing without ratios\n");
+  }
+
+  if (!a.json) {
+    fmt::print(
+        "qkv bench: one training step (zero grad, forward, loss, backward, AdamW), float32; median "
+        "ms/step over the timed steps after {} warm-up; threads {}\n",
+        a.warmup, a.threads == "best" ? "best of 1 and 2" : a.threads);
+    fmt::print("machine: {} cores online, load average {} (1, 5, 15 min)\n",
+               ::sysconf(_SC_NPROCESSORS_ONLN), load_average());
+    if (peer)
+      fmt::print(
+          "peer: {} (same models, batch shapes and AdamW; initial values and tokens come from "
+          "each side's own RNG: same distributions, different numbers)\n",
+          *peer);
+    fmt::print("{:<7} {:>9} {:>7} {:>4} {:>8} {:>10} {:>11}", "config", "params", "B x T", "thr",
+               "steps", "ms/step", "tokens/s");
+    if (peer) fmt::print("  {:>13} {:>4}  {}", "torch ms/step", "thr", "qkv/torch");
+    fmt::print("\n");
+    std::fflush(stdout);
+  }
+
+  for (const BenchConfig* c : configs) {
+    const int64_t steps = a.steps > 0 ? a.steps : c->steps;
+    BenchResult best;
+    nlohmann::json tried = nlohmann::json::object();
+    for (int t : threads) {
+      const BenchResult r = run_bench(*c, t, steps, a.warmup, static_cast<uint64_t>(a.seed));
+      tried[std::to_string(t)] = r.ms_per_step;
+      if (best.threads == 0 || r.ms_per_step < best.ms_per_step) best = r;
+    }
+    nlohmann::json torch;
+    if (peer) {
+      try {
+        torch = run_torch_peer(*peer, c->name, a.steps, a.warmup);
+      } catch (const Error& e) {
+        fmt::print(stderr, "qkv bench: PyTorch peer unavailable: {}; continuing without ratios\n",
+                   e.what());
+        peer.reset();
+      }
+    }
+    const bool have_torch = torch.is_object() && torch.contains("ms_per_step");
+    const std::string BxT = fmt::format("{}x{}", c->batch, c->seq_len());
+    if (a.json) {
+      nlohmann::json j = {{"config", c->name},
+                          {"threads", best.threads},
+                          {"ms_per_step", best.ms_per_step},
+                          {"tokens_per_s", best.tokens_per_s},
+                          {"min_ms", best.min_ms},
+                          {"max_ms", best.max_ms},
+                          {"steps", best.steps},
+                          {"warmup", best.warmup},
+                          {"params", best.params},
+                          {"batch", c->batch},
+                          {"seq_len", c->seq_len()},
+                          {"loss", best.loss},
+                          {"ms_per_step_by_threads", tried}};
+      if (have_torch) {
+        const double tm = torch["ms_per_step"].get<double>();
+        j["torch_ms_per_step"] = tm;
+        j["torch_threads"] = torch.value("threads", 0);
+        j["torch_tokens_per_s"] = torch.value("tokens_per_s", 0.0);
+        j["torch_loss"] = torch.value("loss", 0.0);
+        j["torch_version"] = torch.value("torch", std::string());
+        j["ratio_qkv_over_torch"] = best.ms_per_step / tm;
+        j["faster"] = best.ms_per_step <= tm ? "qkv" : "torch";
+      }
+      fmt::print("{}\n", j.dump());
+    } else {
+      fmt::print("{:<7} {:>9} {:>7} {:>4} {:>8} {:>10.2f} {:>11.0f}", c->name, best.params, BxT,
+                 best.threads, fmt::format("{}+{}", best.warmup, best.steps), best.ms_per_step,
+                 best.tokens_per_s);
+      if (have_torch)
+        fmt::print("  {:>13.2f} {:>4}  {}", torch["ms_per_step"].get<double>(),
+                   torch.value("threads", 0),
+                   ratio_text(best.ms_per_step, torch["ms_per_step"].get<double>()));
+      fmt::print("\n");
+    }
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Training-step throughput on the standard configurations (DESIGN.md): median ms per step "
+      "(zero grad + forward + loss + backward + AdamW) and tokens/s. --peer runs the PyTorch "
+      "peer (shared/bench/torch_peer.py, or $QKV_TORCH_PEER) in the same run and prints the "
+      "ratio qkv/torch of ms per step.");
+  cmd->add_option("--config", a->config, "tiny, small, medium, large or all")
+      ->check(CLI::IsMember({"tiny", "small", "medium", "large", "all"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", a->threads, "OpenMP threads, or best (the faster of 1 and 2)")
+      ->capture_default_str();
+  cmd->add_option("--steps", a->steps,
+                  "Timed steps (default per config: tiny 300, small 30, medium 15, large 10)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", a->warmup, "Untimed steps before the timed ones")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", a->seed, "Seed of the initial parameters and the batch")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_flag("--peer", a->peer, "Also run the PyTorch peer and print qkv/torch ratios");
+  cmd->add_flag("--json", a->json, "One JSON object per configuration instead of a table");
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace qkv::cli
