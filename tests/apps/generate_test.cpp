@@ -22,6 +22,8 @@
 #include "apps/loaded.h"
 #include "core/error.h"
 #include "nn/model.h"
+#include "run_qkv.h"
+#include "test_files.h"
 #include "train/checkpoint.h"
 
 #ifndef QKV_BIN
@@ -33,14 +35,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 /// softmax(z / T) in double, written out here independently of next_token_probs().
 std::vector<double> softmax_t(const std::vector<float>& z, double T) {
@@ -332,23 +327,9 @@ TEST_F(GenerateModel, SameSeedSameTokensOtherSeedOthers) {
 // ---------------------------------------------------------------------------------------------
 // qkv generate, end to end
 
-struct RunResult {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using test::quote;
+using test::RunResult;
+using test::slurp;
 
 /// Code points of UTF-8 text.
 int64_t chars(const std::string& s) {
@@ -379,18 +360,7 @@ class GenerateCommand : public ::testing::Test {
   static std::string path(const std::string& name) { return (fs::path(dir_) / name).string(); }
 
   /// Runs `qkv ARGS` (each argument shell-quoted), capturing stdout, stderr and the status.
-  static RunResult run(const std::vector<std::string>& args) {
-    std::string cmd = quote(QKV_BIN);
-    for (const std::string& a : args) cmd += " " + quote(a);
-    const std::string out = path("stdout.txt"), err = path("stderr.txt");
-    cmd += " >" + quote(out) + " 2>" + quote(err);
-    const int raw = std::system(cmd.c_str());
-    RunResult r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
+  static RunResult run(const std::vector<std::string>& args) { return test::run_qkv(args, dir_); }
 
   static RunResult generate_cmd(std::vector<std::string> extra) {
     std::vector<std::string> args = {"generate", "--checkpoint", ckpt_};

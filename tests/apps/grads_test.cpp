@@ -17,6 +17,7 @@
 #include "datasets/batch_io.h"
 #include "nn/config.h"
 #include "nn/model.h"
+#include "run_qkv.h"
 #include "train/checkpoint.h"
 
 #ifndef QKV_BIN
@@ -28,23 +29,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using test::quote;
+using test::RunResult;
+using test::slurp;
 
 const char* kConfig = R"({"arch": "encoder", "vocab_size": 11, "max_len": 6, "d_model": 8,
   "n_heads": 2, "n_layers": 1, "d_ff": 16, "n_out": 3})";
@@ -65,18 +52,7 @@ class GradsCommand : public ::testing::Test {
   std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
 
   /// Runs `qkv ARGS` (each argument shell-quoted), capturing stdout, stderr and the status.
-  RunResult run(const std::vector<std::string>& args) const {
-    std::string cmd = quote(QKV_BIN);
-    for (const std::string& a : args) cmd += " " + quote(a);
-    const std::string out = path("stdout.txt"), err = path("stderr.txt");
-    cmd += " >" + quote(out) + " 2>" + quote(err);
-    int raw = std::system(cmd.c_str());
-    RunResult r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
+  RunResult run(const std::vector<std::string>& args) const { return test::run_qkv(args, dir_); }
 
   RunResult grads(const std::string& ckpt, const std::string& batch,
                   const std::string& dtype = "float32") const {

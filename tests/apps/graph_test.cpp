@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "datasets/task.h"
 #include "nn/model.h"
+#include "run_qkv.h"
 #include "train/checkpoint.h"
 
 #ifndef QKV_BIN
@@ -349,23 +350,9 @@ TEST(GraphDot, EscapingAndShapeLabels) {
 
 // ---- qkv graph, end to end ----------------------------------------------------------------------
 
-struct RunResult {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using test::quote;
+using test::RunResult;
+using test::slurp;
 
 class GraphCommand : public ::testing::Test {
  protected:
@@ -380,17 +367,7 @@ class GraphCommand : public ::testing::Test {
   }
   std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
 
-  RunResult run(const std::vector<std::string>& args) const {
-    std::string cmd = quote(QKV_BIN);
-    for (const std::string& a : args) cmd += " " + quote(a);
-    cmd += " >" + quote(path("stdout.txt")) + " 2>" + quote(path("stderr.txt"));
-    const int raw = std::system(cmd.c_str());
-    RunResult r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(path("stdout.txt"));
-    r.err = slurp(path("stderr.txt"));
-    return r;
-  }
+  RunResult run(const std::vector<std::string>& args) const { return test::run_qkv(args, dir_); }
 
   /// Status 2, nothing on stdout, one line on stderr that contains `what`.
   static void expect_bad_input(const RunResult& r, const std::string& what) {

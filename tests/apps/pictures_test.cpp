@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "run_qkv.h"
 #include "test_xml.h"
 
 #ifndef QKV_BIN
@@ -34,18 +35,8 @@ using test::xml_problem;
 
 // ---- running qkv -------------------------------------------------------------------------------
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using test::quote;
+using test::slurp;
 
 size_t count(const std::string& s, const std::string& what) {
   size_t n = 0;
