@@ -10,6 +10,7 @@
 
 #include "apps/commands.h"
 #include "apps/loaded.h"
+#include "apps/terminal.h"
 #include "autograd/var.h"
 #include "train/plot.h"
 
@@ -27,15 +28,6 @@ std::vector<std::string> labels(const Vocab& vocab, const IndexTensor& ids) {
   std::vector<std::string> out;
   for (int32_t id : ids.data) out.push_back(vocab.token(id));
   return out;
-}
-
-/// A bar of `width` cells for p in [0, 1], with eighth-block resolution.
-std::string bar(double p, int width) {
-  static const char* eighths[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
-  const int units = static_cast<int>(std::lround(std::clamp(p, 0.0, 1.0) * width * 8));
-  std::string s;
-  for (int i = 0; i < units / 8; ++i) s += "█";
-  return s + eighths[units % 8];
 }
 
 void run_attend(const AttendArgs& a) {

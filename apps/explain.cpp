@@ -2,6 +2,7 @@
 // hand-derived backward beside central differences, the √d_k study; then the lesson, written once
 // against a small Writer interface with text, Markdown and HTML implementations.
 #include "apps/explain.h"
+#include "apps/terminal.h"
 
 #include <algorithm>
 #include <cmath>
@@ -541,14 +542,6 @@ std::vector<std::string> matrix_lines(const Labels& rows, const Labels& cols, co
     out.push_back(line);
   }
   return out;
-}
-
-std::string bar(double p, int width) {
-  static const char* eighths[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
-  const int units = static_cast<int>(std::lround(std::clamp(p, 0.0, 1.0) * width * 8));
-  std::string s;
-  for (int i = 0; i < units / 8; ++i) s += "█";
-  return s + eighths[units % 8];
 }
 
 std::vector<std::string> bar_lines(const Labels& labels, const VectorXd& p) {

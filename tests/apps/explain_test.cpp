@@ -17,6 +17,7 @@
 #include "apps/explain.h"
 #include "autograd/ops.h"
 #include "core/rng.h"
+#include "run_qkv.h"
 #include "test_files.h"
 #include "test_xml.h"
 
@@ -364,31 +365,17 @@ TEST(ExplainInput, RejectsBadFilesWithOneMessageNamingTheFileAndTheProblem) {
 
 // ---- the program ------------------------------------------------------------------------------
 
-struct RunResult {
-  int status = -1;
-  std::string out, err;
-};
+using test::RunResult;
+using test::slurp;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-RunResult run_qkv(const std::string& args) {
-  const std::string out = temp_path("stdout"), err = temp_path("stderr");
-  const int raw =
-      std::system((std::string(QKV_BIN) + " " + args + " >" + out + " 2>" + err).c_str());
-  RunResult r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
+/// `qkv explain ARGS...` (each argument one word).
+RunResult explain(std::vector<std::string> args = {}) {
+  args.insert(args.begin(), "explain");
+  return test::run_qkv(args, temp_path(""));
 }
 
 TEST(ExplainCommand, PrintsTheLessonAndEveryBackwardNumberAgreesWithItsFiniteDifference) {
-  const RunResult r = run_qkv("explain");
+  const RunResult r = explain();
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_NE(r.out.find("(50.6 %)"), std::string::npos);
@@ -403,11 +390,11 @@ TEST(ExplainCommand, PrintsTheLessonAndEveryBackwardNumberAgreesWithItsFiniteDif
 
 TEST(ExplainCommand, WritesHtmlAndMarkdownFiles) {
   const std::string html = temp_path("lesson.html"), md = temp_path("lesson.md");
-  RunResult r = run_qkv("explain --out " + html);  // format from the extension
+  RunResult r = explain({"--out", html});  // format from the extension
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(xml_problem(slurp(html)), "");
-  r = run_qkv("explain --format markdown --out " + md);
+  r = explain({"--format", "markdown", "--out", md});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(slurp(md).rfind("# Attention, step by step", 0), 0u);
 }
@@ -415,7 +402,7 @@ TEST(ExplainCommand, WritesHtmlAndMarkdownFiles) {
 TEST(ExplainCommand, UsesAVectorsFile) {
   const std::string path = temp_path("good.json");
   std::ofstream(path) << kGood;
-  const RunResult r = run_qkv("explain --format markdown --vectors " + path);  // unwrapped
+  const RunResult r = explain({"--format", "markdown", "--vectors", path});  // unwrapped
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("\"Le chat dort.\""), std::string::npos);
   EXPECT_NE(r.out.find("'dort'"), std::string::npos);
@@ -423,7 +410,7 @@ TEST(ExplainCommand, UsesAVectorsFile) {
 }
 
 TEST(ExplainCommand, BadInputExitsTwoWithOneLineNamingTheFlagOrFile) {
-  RunResult r = run_qkv("explain --format pdf");
+  RunResult r = explain({"--format", "pdf"});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err, "qkv: --format 'pdf': expected text, markdown or html\n");
   EXPECT_EQ(r.out, "");
@@ -432,19 +419,19 @@ TEST(ExplainCommand, BadInputExitsTwoWithOneLineNamingTheFlagOrFile) {
   std::string s = kGood;
   s.replace(s.find("[0.5, 0, 1]"), 11, "[0.5, 0, 1, 7]");
   std::ofstream(bad) << s;
-  r = run_qkv("explain --vectors " + bad);
+  r = explain({"--vectors", bad});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err, "qkv: --vectors " + bad +
                        ": 'words': word 'dort' has 4 numbers in x but 'le' has 3; every x "
                        "must have the same length d\n");
   EXPECT_EQ(r.out, "");
 
-  r = run_qkv("explain --vectors " + temp_path("missing.json"));
+  r = explain({"--vectors", temp_path("missing.json")});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(count(r.err, "\n"), 1u) << r.err;
   EXPECT_NE(r.err.find("missing.json: cannot open"), std::string::npos) << r.err;
 
-  r = run_qkv("explain --out /no/such/folder/x.txt");
+  r = explain({"--out", "/no/such/folder/x.txt"});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err,
             "qkv: --out /no/such/folder/x.txt: cannot write the file (does its folder "
