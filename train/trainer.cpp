@@ -955,6 +955,15 @@ void Trainer::write_pictures(bool final_probe) const {
             accuracy_chart_svg(records, name + ": accuracy on train and val"));
   if (!final_probe) return;
 
+  // The best head's referent attention over training, beside the attention picture below.
+  if (!last_referent_.empty()) {
+    const std::string& module = last_referent_.modules[last_referent_.best_module];
+    write_svg(path("referent_attention.svg"),
+              referent_chart_svg(records, module, last_referent_.best_head,
+                                 fmt::format("referent attention over training ({} head {})",
+                                             module, last_referent_.best_head)));
+  }
+
   // Attention over training: the probe's pronoun row of one head, one row per evaluation.
   std::ifstream in(path("probe_attention.jsonl"));
   if (!in) return;

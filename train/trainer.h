@@ -21,6 +21,7 @@
 //   loss.svg, accuracy.svg  rewritten at every checkpoint and at the end
 //   probe_attention.jsonl   (pronoun) the pronoun's attention row on the probe sentence at every
 //   probe_attention.svg     evaluation, and its heatmap (rows = step) at the end
+//   referent_attention.svg  (pronoun) the best head's referent attention over training, at the end
 #pragma once
 
 #include <cstdint>

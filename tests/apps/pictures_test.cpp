@@ -227,6 +227,11 @@ TEST_F(Pictures, TrainDrawsLossAndAccuracyCharts) {
 TEST_F(Pictures, TrainDrawsThePronounsAttentionOverTraining) {
   const fs::path run_dir = *dir_ / "run";
   expect_well_formed(run_dir / "probe_attention.svg");
+  // Beside it, the best head's referent attention: three curves, one point per evaluation.
+  expect_well_formed(run_dir / "referent_attention.svg");
+  const std::string chart = slurp(run_dir / "referent_attention.svg");
+  EXPECT_EQ(count(chart, "<polyline"), 3u);
+  EXPECT_NE(chart.find(">P(referent)</text>"), std::string::npos);
   // One row per evaluation (steps 0, 20, 40), one column per token of the probe sentence: both
   // counted from probe_attention.jsonl, the record the picture is drawn from.
   std::ifstream in(run_dir / "probe_attention.jsonl");
