@@ -21,10 +21,6 @@
 #include "test_files.h"
 #include "test_xml.h"
 
-#ifndef QKV_BIN
-#error "QKV_BIN (the path of the qkv program) must be defined by tests/CMakeLists.txt"
-#endif
-
 namespace qkv::cli {
 namespace {
 

@@ -26,10 +26,6 @@
 #include "run_qkv.h"
 #include "train/checkpoint.h"
 
-#ifndef QKV_BIN
-#error "QKV_BIN (the path of the qkv program) must be defined by tests/CMakeLists.txt"
-#endif
-
 namespace qkv::cli {
 namespace {
 

@@ -23,10 +23,6 @@
 #include "run_qkv.h"
 #include "test_xml.h"
 
-#ifndef QKV_BIN
-#error "QKV_BIN (the path of the qkv program) must be defined by tests/CMakeLists.txt"
-#endif
-
 namespace qkv {
 namespace {
 

@@ -11,6 +11,10 @@
 #include <string>
 #include <vector>
 
+#ifndef QKV_BIN
+#error "QKV_BIN (the path of the qkv program) must be defined by tests/CMakeLists.txt"
+#endif
+
 namespace qkv::test {
 
 struct RunResult {
