@@ -34,8 +34,12 @@ uint64_t next_mark() {
 
 }  // namespace
 
-bool grad_enabled() { return g_grad_enabled; }
-void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
+bool grad_enabled() {
+  return g_grad_enabled;
+}
+void set_grad_enabled(bool enabled) {
+  g_grad_enabled = enabled;
+}
 
 template <typename T>
 NodePtr<T> new_node() {
@@ -165,12 +169,12 @@ Var<T> make_result(Tensor<T> value, const std::vector<Var<T>>& inputs, const cha
   return make_result_impl(std::move(value), ptrs.data(), ptrs.size(), op, backward);
 }
 
-#define QKV_INSTANTIATE(T)                                                                 \
-  template class Var<T>;                                                                   \
-  template NodePtr<T> new_node<T>();                                                       \
-  template Var<T> make_result<T>(Tensor<T>, std::initializer_list<const Var<T>*>,          \
-                                 const char*, Node<T>::BackwardFn);                        \
-  template Var<T> make_result<T>(Tensor<T>, const std::vector<Var<T>>&, const char*,       \
+#define QKV_INSTANTIATE(T)                                                                     \
+  template class Var<T>;                                                                       \
+  template NodePtr<T> new_node<T>();                                                           \
+  template Var<T> make_result<T>(Tensor<T>, std::initializer_list<const Var<T>*>, const char*, \
+                                 Node<T>::BackwardFn);                                         \
+  template Var<T> make_result<T>(Tensor<T>, const std::vector<Var<T>>&, const char*,           \
                                  Node<T>::BackwardFn);
 QKV_INSTANTIATE(float)
 QKV_INSTANTIATE(double)

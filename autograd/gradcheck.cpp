@@ -42,7 +42,9 @@ Tensor<double> forward_value(const std::function<Var<double>()>& f) {
   return f().value().clone();
 }
 
-double dot(const Tensor<double>& a, const Tensor<double>& b) { return a.vec().dot(b.vec()); }
+double dot(const Tensor<double>& a, const Tensor<double>& b) {
+  return a.vec().dot(b.vec());
+}
 
 void zero_input_grads(const std::vector<std::pair<std::string, Var<double>>>& inputs) {
   for (const auto& in : inputs) const_cast<Var<double>&>(in.second).zero_grad();
@@ -133,7 +135,8 @@ GradcheckReport gradcheck(const std::function<Var<double>()>& f,
                           const std::vector<Var<double>>& inputs, double eps, double atol,
                           double rtol) {
   std::vector<std::pair<std::string, Var<double>>> named;
-  for (size_t i = 0; i < inputs.size(); ++i) named.emplace_back(fmt::format("input{}", i), inputs[i]);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    named.emplace_back(fmt::format("input{}", i), inputs[i]);
   GradcheckOptions o;
   o.eps = eps;
   o.atol = atol;

@@ -26,12 +26,12 @@ struct GradcheckOptions {
 struct GradcheckEntry {
   std::string name;
   Shape shape;
-  int64_t checked = 0;       // Jacobian entries (or projections) compared
-  double max_abs_err = 0;    // max |analytic − numeric|
-  double max_rel_err = 0;    // max |analytic − numeric| / max(|numeric|, atol)
-  int64_t worst_index = -1;  // flat input element index (full mode) or direction (fast mode)
-  int64_t worst_output = -1; // flat output element index of that entry (full mode)
-  double analytic = 0;       // both values at the worst entry
+  int64_t checked = 0;        // Jacobian entries (or projections) compared
+  double max_abs_err = 0;     // max |analytic − numeric|
+  double max_rel_err = 0;     // max |analytic − numeric| / max(|numeric|, atol)
+  int64_t worst_index = -1;   // flat input element index (full mode) or direction (fast mode)
+  int64_t worst_output = -1;  // flat output element index of that entry (full mode)
+  double analytic = 0;        // both values at the worst entry
   double numeric = 0;
   bool ok = true;
 };

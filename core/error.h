@@ -24,7 +24,7 @@ template <typename... Args>
 }  // namespace qkv
 
 /// QKV_CHECK(cond, "fmt", args...): throws qkv::Error with the message when cond is false.
-#define QKV_CHECK(cond, ...)              \
-  do {                                    \
+#define QKV_CHECK(cond, ...)               \
+  do {                                     \
     if (!(cond)) ::qkv::fail(__VA_ARGS__); \
   } while (0)

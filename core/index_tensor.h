@@ -18,8 +18,8 @@ struct IntegralTensor {
   explicit IntegralTensor(const Shape& s, I fill = I(0))
       : shape(s), data(static_cast<size_t>(s.numel()), fill) {}
   IntegralTensor(const Shape& s, std::vector<I> values) : shape(s), data(std::move(values)) {
-    QKV_CHECK(static_cast<int64_t>(data.size()) == s.numel(), "{} values for shape {}",
-              data.size(), s);
+    QKV_CHECK(static_cast<int64_t>(data.size()) == s.numel(), "{} values for shape {}", data.size(),
+              s);
   }
   bool empty() const { return data.empty(); }
   int64_t numel() const { return static_cast<int64_t>(data.size()); }

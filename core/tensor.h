@@ -121,8 +121,8 @@ class Tensor {
 
   /// A view with another shape over the same storage; the element count must match.
   Tensor reshape(const Shape& shape) const {
-    QKV_CHECK(shape.numel() == numel(), "reshape: cannot view {} ({} elements) as {} ({})",
-              shape_, numel(), shape, shape.numel());
+    QKV_CHECK(shape.numel() == numel(), "reshape: cannot view {} ({} elements) as {} ({})", shape_,
+              numel(), shape, shape.numel());
     Tensor t = *this;
     t.shape_ = shape;
     return t;
