@@ -40,6 +40,7 @@ class CharLMTask : public Task {
   std::string probe() const override { return probe_; }
   nlohmann::json default_model_config() const override;
   nlohmann::json default_train_config() const override;
+  bool best_by_loss() const override { return true; }
 
   /// Characters in each chunk.
   int64_t chunk_length(Split split) const;

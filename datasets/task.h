@@ -109,6 +109,9 @@ class Task {
   /// Training hyper-parameters: steps, batch_size, lr, optimizer, weight_decay, warmup, schedule,
   /// clip, eval_every.
   virtual nlohmann::json default_train_config() const = 0;
+  /// Whether best.h5 is the lowest val loss rather than the highest val accuracy: language
+  /// models, whose exact-sequence accuracy says little.
+  virtual bool best_by_loss() const { return false; }
 
   /// score_predictions(), for this task's batches.
   Score score(const Batch& batch, const IndexTensor& predicted) const {

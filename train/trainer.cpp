@@ -917,11 +917,14 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   }
   last_referent_ = a;
   if (!opt_.out_dir.empty()) record_probe();
-  // Best: the highest val accuracy, ties going to the lower val loss (charlm's exact-window
-  // accuracy is always 0, so there the loss decides).
+  // Best: the highest val accuracy, ties going to the lower val loss; for a language model
+  // (Task::best_by_loss) the lowest val loss.
   const double acc = e.score.accuracy();
-  if (e.score.examples > 0 &&
-      (acc > best_val_accuracy_ || (acc == best_val_accuracy_ && e.loss < best_val_loss_))) {
+  const bool better =
+      task_->best_by_loss()
+          ? e.loss < best_val_loss_
+          : acc > best_val_accuracy_ || (acc == best_val_accuracy_ && e.loss < best_val_loss_);
+  if (e.score.examples > 0 && better) {
     best_val_accuracy_ = acc;
     best_val_loss_ = e.loss;
     best_step_ = step_;
@@ -1156,7 +1159,10 @@ TrainResult Trainer::run() {
   }
   res.status = TrainResult::Status::kCompleted;
   res.message = fmt::format("trained {} steps in {:.1f} s", step_, res.seconds);
-  if (res.last_eval.score.examples > 0)
+  if (res.last_eval.score.examples > 0 && task_->best_by_loss())
+    res.message += fmt::format("; val loss {:.4f} (best {:.4f} at step {})", res.last_eval.loss,
+                               best_val_loss_, best_step_);
+  else if (res.last_eval.score.examples > 0)
     res.message += fmt::format("; val loss {:.4f}, val accuracy {:.2f}% (best {:.2f}% at step {})",
                                res.last_eval.loss, 100 * res.last_eval.score.accuracy(),
                                100 * best_val_accuracy_, best_step_);

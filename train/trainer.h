@@ -17,11 +17,11 @@
 //   metrics.jsonl           one record per step (loss, lr, grad_norm, tokens_per_s), evaluation
 //                           steps add val_loss, val_accuracy and (pronoun) referent attention
 //   step-XXXXXX.h5          every save_every steps, the last `keep` kept
-//   best.h5, last.h5        best val accuracy (ties: lower val loss); the end of the run
-//   loss.svg, accuracy.svg  rewritten at every checkpoint and at the end
-//   probe_attention.jsonl   (pronoun) the pronoun's attention row on the probe sentence at every
-//   probe_attention.svg     evaluation, and its heatmap (rows = step) at the end
-//   referent_attention.svg  (pronoun) the best head's referent attention over training, at the end
+//   best.h5, last.h5        best val accuracy (ties, and charlm: lowest val loss); the end of the
+//   run loss.svg, accuracy.svg  rewritten at every checkpoint and at the end probe_attention.jsonl
+//   (pronoun) the pronoun's attention row on the probe sentence at every probe_attention.svg
+//   evaluation, and its heatmap (rows = step) at the end referent_attention.svg  (pronoun) the best
+//   head's referent attention over training, at the end
 #pragma once
 
 #include <cstdint>

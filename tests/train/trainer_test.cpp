@@ -179,8 +179,24 @@ TEST(Trainer, LossFallsOnATinyCopyTask) {
 }
 
 TEST(Trainer, BestCheckpointBreaksAccuracyTiesByValLoss) {
-  // charlm's exact-window accuracy stays 0 in a short run: every evaluation ties, so best.h5 must
-  // follow the val loss (the last evaluation here, as the loss falls) and not stay at step 0.
+  // Copy after a few small steps: no sequence is exactly right yet at any evaluation, so they all
+  // tie at 0 and best.h5 must follow the falling val loss, not stay at step 0.
+  TempDir dir("best_ties_copy");
+  RunConfig cfg = tiny_copy(20, /*dropout=*/0.0);
+  cfg.train.lr = 1e-3;
+  cfg.train.warmup = 0;
+  const TrainResult r = Trainer(cfg, quiet(dir.path())).run();
+  ASSERT_EQ(r.status, TrainResult::Status::kCompleted) << r.message;
+  const std::vector<MetricsRecord> m = read_metrics(dir / "metrics.jsonl");
+  ASSERT_EQ(*m.front().val_accuracy, 0.0);
+  ASSERT_EQ(*m.back().val_accuracy, 0.0);
+  ASSERT_LT(*m.back().val_loss, *m.front().val_loss);
+  EXPECT_EQ(load_checkpoint(dir / "best.h5").train.step, 20);
+}
+
+TEST(Trainer, LanguageModelBestIsTheLowestValLoss) {
+  // charlm (Task::best_by_loss): best.h5 follows the val loss (the last evaluation here, as the
+  // loss falls) and not the exact-window accuracy.
   TempDir dir("best_ties");
   const json overrides = {
       {"task", {{"block_size", 32}}},
