@@ -178,6 +178,18 @@ TEST(Trainer, LossFallsOnATinyCopyTask) {
   EXPECT_EQ(TrainConfig::from_json(ck.train_config).steps, 300);
 }
 
+/// Runs `cfg` into `dir`, checks that its exact accuracy stayed 0 while the val loss fell, and
+/// returns the step best.h5 was saved at.
+int64_t best_step_while_accuracy_stays_zero(const RunConfig& cfg, const TempDir& dir) {
+  const TrainResult r = Trainer(cfg, quiet(dir.path())).run();
+  EXPECT_EQ(r.status, TrainResult::Status::kCompleted) << r.message;
+  const std::vector<MetricsRecord> m = read_metrics(dir / "metrics.jsonl");
+  EXPECT_EQ(*m.front().val_accuracy, 0.0);
+  EXPECT_EQ(*m.back().val_accuracy, 0.0);
+  EXPECT_LT(*m.back().val_loss, *m.front().val_loss);
+  return load_checkpoint(dir / "best.h5").train.step;
+}
+
 TEST(Trainer, BestCheckpointBreaksAccuracyTiesByValLoss) {
   // Copy after a few small steps: no sequence is exactly right yet at any evaluation, so they all
   // tie at 0 and best.h5 must follow the falling val loss, not stay at step 0.
@@ -185,32 +197,23 @@ TEST(Trainer, BestCheckpointBreaksAccuracyTiesByValLoss) {
   RunConfig cfg = tiny_copy(20, /*dropout=*/0.0);
   cfg.train.lr = 1e-3;
   cfg.train.warmup = 0;
-  const TrainResult r = Trainer(cfg, quiet(dir.path())).run();
-  ASSERT_EQ(r.status, TrainResult::Status::kCompleted) << r.message;
-  const std::vector<MetricsRecord> m = read_metrics(dir / "metrics.jsonl");
-  ASSERT_EQ(*m.front().val_accuracy, 0.0);
-  ASSERT_EQ(*m.back().val_accuracy, 0.0);
-  ASSERT_LT(*m.back().val_loss, *m.front().val_loss);
-  EXPECT_EQ(load_checkpoint(dir / "best.h5").train.step, 20);
+  EXPECT_EQ(best_step_while_accuracy_stays_zero(cfg, dir), 20);
 }
 
 TEST(Trainer, LanguageModelBestIsTheLowestValLoss) {
-  // charlm (Task::best_by_loss): best.h5 follows the val loss (the last evaluation here, as the
-  // loss falls) and not the exact-window accuracy.
+  // charlm selects by val loss alone (Task::best_by_loss; the other tasks by accuracy), and best.h5
+  // follows it: the last evaluation here, as the loss falls.
+  EXPECT_TRUE(make_task_from_config({{"name", "charlm"}})->best_by_loss());
+  EXPECT_FALSE(make_task_from_config({{"name", "copy"}})->best_by_loss());
   TempDir dir("best_ties");
   const json overrides = {
       {"task", {{"block_size", 32}}},
       {"model", {{"d_model", 16}, {"n_heads", 2}, {"n_layers", 1}, {"d_ff", 32}}},
       {"train",
        {{"steps", 30}, {"batch_size", 8}, {"lr", 3e-3}, {"eval_every", 15}, {"warmup", 0}}}};
-  const RunConfig cfg = resolve_run_config("charlm", nullptr, overrides);
-  const TrainResult r = Trainer(cfg, quiet(dir.path())).run();
-  ASSERT_EQ(r.status, TrainResult::Status::kCompleted) << r.message;
-  const std::vector<MetricsRecord> m = read_metrics(dir / "metrics.jsonl");
-  ASSERT_EQ(*m.front().val_accuracy, 0.0);
-  ASSERT_EQ(*m.back().val_accuracy, 0.0);
-  ASSERT_LT(*m.back().val_loss, *m.front().val_loss);
-  EXPECT_EQ(load_checkpoint(dir / "best.h5").train.step, 30);
+  EXPECT_EQ(
+      best_step_while_accuracy_stays_zero(resolve_run_config("charlm", nullptr, overrides), dir),
+      30);
 }
 
 TEST(Trainer, SameSeedSameRunBitForBit) {
