@@ -95,6 +95,22 @@ CharLMTask::CharLMTask(const nlohmann::json& j) {
   }
 }
 
+std::unique_ptr<CharLMTask> CharLMTask::from_vocabulary(const nlohmann::json& options,
+                                                        const std::vector<std::string>& tokens) {
+  QKV_CHECK(!tokens.empty() && tokens[0] == Vocab::kPad,
+            "charlm: a vocabulary must start with {} ({} tokens given)", Vocab::kPad,
+            tokens.size());
+  std::unique_ptr<CharLMTask> t(new CharLMTask(NoText{}));
+  TaskOptions o("charlm", options);
+  o.seed();
+  o.string("data", "");
+  t->block_ = o.integer("block_size", 64, 1, 65536);
+  o.finish();
+  t->options_ = o.resolved();
+  t->vocab_ = Vocab(tokens, Level::kChar);
+  return t;  // empty splits; no probe sentence
+}
+
 int64_t CharLMTask::chunk_length(Split split) const {
   const int s = static_cast<int>(split);
   return end_[s] - begin_[s];

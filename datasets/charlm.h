@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,13 @@ std::string charlm_default_corpus(uint64_t seed);
 class CharLMTask : public Task {
  public:
   explicit CharLMTask(const nlohmann::json& options = {});
+
+  /// The task of a trained checkpoint whose text file is gone: its options and its vocabulary
+  /// (the checkpoint's /vocab), with empty splits. Enough to tokenise prompts (qkv generate,
+  /// attend); evaluating needs the text. Throws qkv::Error when `tokens` is not a charlm
+  /// vocabulary.
+  static std::unique_ptr<CharLMTask> from_vocabulary(const nlohmann::json& options,
+                                                     const std::vector<std::string>& tokens);
 
   std::string name() const override { return "charlm"; }
   std::string arch() const override { return "decoder"; }
@@ -46,6 +54,9 @@ class CharLMTask : public Task {
   int64_t chunk_length(Split split) const;
 
  private:
+  struct NoText {};
+  explicit CharLMTask(NoText) {}
+
   nlohmann::json options_;
   Vocab vocab_;
   int64_t block_ = 64;

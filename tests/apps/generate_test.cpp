@@ -387,6 +387,32 @@ TEST_F(GenerateCommand, ContinuesThePromptPastTheBlockSize) {
   EXPECT_EQ(chars(r.out), chars(prompt) + 60 + 1) << r.out;
 }
 
+TEST_F(GenerateCommand, ACheckpointWhoseTextFileIsGoneStillSamples) {
+  // Train on a text file of our own, then delete it: generate falls back to the checkpoint's
+  // vocabulary (a note on stderr), and the same seed gives the same text as before the delete.
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "abc cab bca. ";
+  std::ofstream(path("tiny.txt")) << text;
+  RunResult r = run({"train", "--task", "charlm", "--data", path("tiny.txt"), "--steps", "5",
+                     "--d-model", "16", "--n-heads", "2", "--n-layers", "1", "--eval-every", "5",
+                     "--progress", "quiet", "--out", path("tiny")});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::vector<std::string> args = {"generate", "--checkpoint", path("tiny/last.h5"),
+                                         "--prompt", "ab",           "--max-new-tokens",
+                                         "20",       "--seed",       "5"};
+  const RunResult before = run(args);
+  ASSERT_EQ(before.status, 0) << before.err;
+  fs::remove(path("tiny.txt"));
+  const RunResult after = run(args);
+  ASSERT_EQ(after.status, 0) << after.err;
+  EXPECT_EQ(after.out, before.out);
+  EXPECT_NE(after.err.find("is not there any more"), std::string::npos) << after.err;
+  // Characters the text never had are still named.
+  const RunResult bad = run({"generate", "--checkpoint", path("tiny/last.h5"), "--prompt", "xyz"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("'x'"), std::string::npos) << bad.err;
+}
+
 TEST_F(GenerateCommand, SameSeedSameTextOtherSeedOtherText) {
   auto text = [](const std::string& seed, const std::string& temperature = "1") {
     RunResult r = generate_cmd({"--prompt", "The", "--max-new-tokens", "50", "--seed", seed,
