@@ -10,6 +10,7 @@
 namespace qkv {
 namespace {
 
+using testing::error_of;
 using testing::randn;
 
 /// Q [B, H, T, d], K [B, H, S, d], V [B, H, S, dv], float64 standard normal.
@@ -124,15 +125,6 @@ template <typename T>
 bool bitwise_equal(const Tensor<T>& a, const Tensor<T>& b) {
   return a.shape() == b.shape() &&
          std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(T)) == 0;
-}
-
-std::string error_text(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // ---- forward against plain loops -----------------------------------------------------------
@@ -440,7 +432,7 @@ TEST(Attention, ComposedShapeErrorsNameTheComposedOp) {
   Rng rng(39);
   Var<double> Q = randn({2, 2, 3, 4}, rng), K = randn({2, 2, 5, 3}, rng),
               V = randn({2, 2, 5, 6}, rng);
-  EXPECT_EQ(error_text([&] { attention_composed(Q, K, V); }),
+  EXPECT_EQ(error_of([&] { attention_composed(Q, K, V); }),
             "attention_composed: Q [2, 2, 3, 4] and K [2, 2, 5, 3] differ in head size d (4 vs 3)");
 }
 
@@ -450,36 +442,36 @@ TEST(Attention, ShapeErrorsNameTheOpAndShapes) {
   Rng rng(26);
   Var<double> Q = randn({2, 2, 3, 4}, rng), K = randn({2, 2, 5, 3}, rng),
               V = randn({2, 2, 5, 6}, rng);
-  EXPECT_EQ(error_text([&] { scaled_dot_product_attention(Q, K, V); }),
+  EXPECT_EQ(error_of([&] { scaled_dot_product_attention(Q, K, V); }),
             "scaled_dot_product_attention: Q [2, 2, 3, 4] and K [2, 2, 5, 3] differ in head size "
             "d (4 vs 3)");
   Var<double> K4 = randn({2, 2, 5, 4}, rng), V7 = randn({2, 2, 7, 6}, rng);
-  EXPECT_EQ(error_text([&] { scaled_dot_product_attention(Q, K4, V7); }),
+  EXPECT_EQ(error_of([&] { scaled_dot_product_attention(Q, K4, V7); }),
             "scaled_dot_product_attention: K [2, 2, 5, 4] and V [2, 2, 7, 6] differ in key count "
             "S (5 vs 7)");
   Var<double> K1 = randn({2, 1, 5, 4}, rng);
-  EXPECT_EQ(error_text([&] { scaled_dot_product_attention(Q, K1, V); }),
+  EXPECT_EQ(error_of([&] { scaled_dot_product_attention(Q, K1, V); }),
             "scaled_dot_product_attention: Q [2, 2, 3, 4] and K [2, 1, 5, 4] differ in batch or "
             "heads [B, H]");
   Var<double> Q3 = randn({2, 3, 4}, rng);
-  EXPECT_EQ(error_text([&] { scaled_dot_product_attention(Q3, K4, V); }),
+  EXPECT_EQ(error_of([&] { scaled_dot_product_attention(Q3, K4, V); }),
             "scaled_dot_product_attention: Q must have shape [B, H, T, d], got [2, 3, 4]");
 }
 
 TEST(Attention, MaskShapeErrorsNameTheOpAndShapes) {
   Problem p = make_problem(2, 2, 3, 5, 4, 4, 27);
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] {
               scaled_dot_product_attention(p.Q, p.K, p.V, key_padding({2, 3}, {1, 1, 1, 1, 1, 1}));
             }),
             "scaled_dot_product_attention: key_padding mask has shape [2, 3], expected [B, S] = "
             "[2, 5]");
   EXPECT_EQ(
-      error_text([&] {
+      error_of([&] {
         scaled_dot_product_attention(p.Q, p.K, p.V, AttnMask{false, {}, BoolTensor({5, 3}, 1)});
       }),
       "scaled_dot_product_attention: allowed mask of shape [5, 3] does not broadcast to "
       "[B, H, T, S] = [2, 2, 3, 5]");
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] {
               scaled_dot_product_attention(p.Q, p.K, p.V,
                                            AttnMask{false, {}, BoolTensor({3, 2, 3, 5}, 1)});
             }),

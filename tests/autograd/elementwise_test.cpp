@@ -28,6 +28,7 @@ void operator delete(void* p, size_t) noexcept {
 namespace qkv {
 namespace {
 
+using testing::error_of;
 using testing::randn;
 
 const double kInf = std::numeric_limits<double>::infinity();
@@ -37,17 +38,6 @@ Var<double> positive(const Shape& shape, Rng& rng, double lo = 0.5) {
   Tensor<double> t = Tensor<double>::empty(shape);
   for (double& x : t) x = lo + std::abs(rng.normal());
   return Var<double>(t, true);
-}
-
-/// The exact text of the qkv::Error that f throws ("" when it throws none).
-template <typename F>
-std::string error_text(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 /// Row-major flat index of `idx` (aligned at the right of `out`) in `in`, broadcasting size-1 axes.
@@ -183,10 +173,10 @@ TEST(Broadcast, ResultShapes) {
 TEST(Broadcast, ErrorNamesOpAndBothShapes) {
   Var<double> a(Tensor<double>({2, 3}));
   Var<double> b(Tensor<double>({4}));
-  EXPECT_EQ(error_text([&] { add(a, b); }), "add: cannot broadcast [2, 3] with [4]");
-  EXPECT_EQ(error_text([&] { sub(b, a); }), "sub: cannot broadcast [4] with [2, 3]");
-  EXPECT_EQ(error_text([&] { mul(a, b); }), "mul: cannot broadcast [2, 3] with [4]");
-  EXPECT_EQ(error_text([&] { div(a, b); }), "div: cannot broadcast [2, 3] with [4]");
+  EXPECT_EQ(error_of([&] { add(a, b); }), "add: cannot broadcast [2, 3] with [4]");
+  EXPECT_EQ(error_of([&] { sub(b, a); }), "sub: cannot broadcast [4] with [2, 3]");
+  EXPECT_EQ(error_of([&] { mul(a, b); }), "mul: cannot broadcast [2, 3] with [4]");
+  EXPECT_EQ(error_of([&] { div(a, b); }), "div: cannot broadcast [2, 3] with [4]");
 }
 
 TEST(Elementwise, InputsAreNotWritten) {
@@ -369,7 +359,7 @@ TEST(MaskedFill, GradcheckSameShapeAndScalarMask) {
 TEST(MaskedFill, MaskMustBroadcastToInput) {
   Var<double> x(Tensor<double>({2, 3}));
   BoolTensor mask({2, 2}, std::vector<uint8_t>{0, 1, 0, 1});
-  EXPECT_EQ(error_text([&] { masked_fill(x, mask, 0.0); }),
+  EXPECT_EQ(error_of([&] { masked_fill(x, mask, 0.0); }),
             "masked_fill: mask of shape [2, 2] does not broadcast to [2, 3]");
   BoolTensor bigger({4, 2, 3});
   EXPECT_THROW(masked_fill(x, bigger, 0.0), Error);
@@ -396,7 +386,7 @@ TEST(Where, Values) {
   BoolTensor cond({2}, std::vector<uint8_t>{1, 0});
   EXPECT_EQ(where(cond, a, b).value().to_vector(), (std::vector<double>{1, -kInf, 3, -kInf}));
   BoolTensor bad({3});
-  EXPECT_EQ(error_text([&] { where(bad, a, b); }), "where: cannot broadcast [3] with [2, 2]");
+  EXPECT_EQ(error_of([&] { where(bad, a, b); }), "where: cannot broadcast [3] with [2, 2]");
 }
 
 // ---- the hot path ----------------------------------------------------------------------------

@@ -7,17 +7,8 @@
 namespace qkv {
 namespace {
 
+using testing::error_of;
 using testing::randn;
-
-template <typename F>
-std::string error_text(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Sum, GradcheckAllElements) {
   Rng rng(1);
@@ -102,8 +93,8 @@ TEST(Reduce, Float32AgreesWithFloat64) {
 
 TEST(Reduce, Errors) {
   Var<double> x(Tensor<double>({2, 3}));
-  EXPECT_EQ(error_text([&] { sum(x, {2}); }), "sum: axis 2 is out of range for shape [2, 3]");
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] { sum(x, {2}); }), "sum: axis 2 is out of range for shape [2, 3]");
+  EXPECT_EQ(error_of([&] {
               mean(x, {0, -2});
             }),
             "mean: axis -2 is repeated in the axes for shape [2, 3]");

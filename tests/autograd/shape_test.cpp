@@ -5,17 +5,8 @@
 namespace qkv {
 namespace {
 
+using testing::error_of;
 using testing::randn;
-
-template <typename F>
-std::string error_text(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 /// Element of a contiguous tensor of shape s at a multi-index.
 double at(const Tensor<double>& t, std::initializer_list<int64_t> idx) {
@@ -41,15 +32,15 @@ TEST(Reshape, GradcheckAndInference) {
 
 TEST(Reshape, Errors) {
   Var<double> x(Tensor<double>({2, 3}));
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] {
               reshape(x, {4, 2});
             }),
             "reshape: cannot view [2, 3] (6 elements) as [4, 2] (8 elements)");
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] {
               reshape(x, {-1, -1});
             }),
             "reshape: only one dimension may be -1, got [-1, -1]");
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] {
               reshape(x, {-1, 4});
             }),
             "reshape: cannot view [2, 3] (6 elements) as [-1, 4]");
@@ -100,9 +91,9 @@ TEST(Permute, InverseRoundTripIsIdentity) {
 
 TEST(Permute, Errors) {
   Var<double> x(Tensor<double>({2, 3}));
-  EXPECT_EQ(error_text([&] { permute(x, {0}); }),
+  EXPECT_EQ(error_of([&] { permute(x, {0}); }),
             "permute: 1 axes given for shape [2, 3] of 2 dimensions");
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] {
               permute(x, {1, 1});
             }),
             "permute: axis 1 appears twice for shape [2, 3]");
@@ -126,7 +117,7 @@ TEST(Slice, ValuesAndGradcheck) {
 
 TEST(Slice, Errors) {
   Var<double> x(Tensor<double>({2, 3}));
-  EXPECT_EQ(error_text([&] { slice(x, 1, 2, 5); }),
+  EXPECT_EQ(error_of([&] { slice(x, 1, 2, 5); }),
             "slice: range [2, 5) is out of bounds for axis 1 of shape [2, 3]");
   EXPECT_THROW(slice(x, 2, 0, 1), Error);
   EXPECT_THROW(slice(x, 0, 2, 1), Error);
@@ -150,11 +141,11 @@ TEST(Concat, ValuesAndGradcheck) {
 
 TEST(Concat, Errors) {
   Var<double> a(Tensor<double>({2, 3})), b(Tensor<double>({3, 4}));
-  EXPECT_EQ(error_text([&] {
+  EXPECT_EQ(error_of([&] {
               concat<double>({a, b}, 1);
             }),
             "concat: part 1 has shape [3, 4] but part 0 has shape [2, 3]; only axis 1 may differ");
-  EXPECT_EQ(error_text([&] { concat<double>({}, 0); }), "concat: no parts to join");
+  EXPECT_EQ(error_of([&] { concat<double>({}, 0); }), "concat: no parts to join");
 }
 
 TEST(Split, ConcatRoundTripAndGradcheck) {
@@ -178,7 +169,7 @@ TEST(Split, ConcatRoundTripAndGradcheck) {
 
 TEST(Split, UnevenIsAnError) {
   Var<double> x(Tensor<double>({2, 5}));
-  EXPECT_EQ(error_text([&] { split(x, 1, 2); }),
+  EXPECT_EQ(error_of([&] { split(x, 1, 2); }),
             "split: axis 1 of shape [2, 5] (size 5) does not split into 2 equal parts");
 }
 
@@ -202,12 +193,12 @@ TEST(SelectPositions, ValuesAndGradcheck) {
 TEST(SelectPositions, OutOfRangeNamesThePosition) {
   Var<double> x(Tensor<double>({2, 5, 3}));
   IndexTensor pos({2}, std::vector<int32_t>{1, 7});
-  EXPECT_EQ(error_text([&] { select_positions(x, pos); }),
+  EXPECT_EQ(error_of([&] { select_positions(x, pos); }),
             "select_positions: position 7 of example 1 is out of range for T = 5");
   IndexTensor neg({2}, std::vector<int32_t>{-1, 0});
   EXPECT_THROW(select_positions(x, neg), Error);
   IndexTensor wrong({3}, std::vector<int32_t>{0, 0, 0});
-  EXPECT_EQ(error_text([&] { select_positions(x, wrong); }),
+  EXPECT_EQ(error_of([&] { select_positions(x, wrong); }),
             "select_positions: positions has shape [3] but x [2, 5, 3] needs [2]");
 }
 

@@ -11,6 +11,7 @@ namespace {
 using testing::gradcheck_inputs;
 using testing::tiny;
 using testing::tiny_batch;
+using testing::variant;
 
 /// Gradchecks the loss of a float64 model of `config` on the tiny padded batch.
 GradcheckReport check(const ModelConfig& config, uint64_t seed) {
@@ -22,17 +23,6 @@ GradcheckReport check(const ModelConfig& config, uint64_t seed) {
       gradcheck([&] { return model.forward(batch).loss; }, gradcheck_inputs(model));
   EXPECT_EQ(report.inputs.size(), model.named_parameters().size()) << "every parameter checked";
   return report;
-}
-
-ModelConfig variant(const std::string& arch, int64_t layers, const char* norm,
-                    const char* activation, const char* pos, bool tied) {
-  ModelConfig c = tiny(arch, layers);
-  c.norm = norm;
-  c.activation = activation;
-  c.pos = pos;
-  c.tie_embeddings = tied;
-  if (tied) c.n_out = 0;  // = vocab_size
-  return c;
 }
 
 TEST(ModelGradcheck, EncoderPreLNGeluLearned) {

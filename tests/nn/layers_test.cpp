@@ -10,11 +10,7 @@ namespace {
 
 using testing::error_of;
 
-Var<double> randn(const Shape& shape, Rng& rng, bool requires_grad = true, double std = 1.0) {
-  Tensor<double> t = Tensor<double>::empty(shape);
-  for (double& x : t) x = rng.normal(0, std);
-  return Var<double>(t, requires_grad);
-}
+using testing::randn;
 
 /// Draws every parameter of m from N(0, std) (LayerNorm weights too: any value is a fair test).
 void randomize(Module<double>& m, Rng& rng, double std = 0.5) {
@@ -22,11 +18,7 @@ void randomize(Module<double>& m, Rng& rng, double std = 0.5) {
     for (double& x : p.value()) x = rng.normal(0, std);
 }
 
-std::vector<std::pair<std::string, Var<double>>> inputs_of(Module<double>& m) {
-  std::vector<std::pair<std::string, Var<double>>> out;
-  for (auto& [name, p] : m.named_parameters()) out.emplace_back(name, p);
-  return out;
-}
+using testing::gradcheck_inputs;
 
 TEST(Linear, ComputesXWTransposePlusB) {
   Linear<double> lin(2, 3);
@@ -211,7 +203,7 @@ TEST(Attention, GradcheckCrossAttentionAllInputsFloat64) {
   Var<double> memory = randn({2, 4, 8}, rng);
   AttnMask mask;
   mask.key_padding = BoolTensor({2, 4}, {1, 1, 1, 1, 1, 1, 0, 1});
-  auto inputs = inputs_of(attn);
+  auto inputs = gradcheck_inputs(attn);
   inputs.emplace_back("x", x);
   inputs.emplace_back("memory", memory);
   EXPECT_GRADCHECK(gradcheck([&] { return attn.forward(x, memory, mask); }, inputs));
@@ -285,7 +277,7 @@ TEST(TransformerBlock, GradcheckPostLNCrossBlockFloat64) {
   self_mask.causal = true;
   AttnMask cross_mask;
   cross_mask.key_padding = BoolTensor({2, 4}, {1, 1, 1, 1, 1, 1, 1, 0});
-  auto inputs = inputs_of(block);
+  auto inputs = gradcheck_inputs(block);
   inputs.emplace_back("x", x);
   inputs.emplace_back("memory", memory);
   EXPECT_GRADCHECK(

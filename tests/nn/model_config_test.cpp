@@ -186,19 +186,12 @@ TEST(ParamShapes, Seq2seqTiedSinusoidalPostLNByHand) {
 }
 
 TEST(ParamShapes, CountMatchesTheListForEveryVariant) {
-  for (const char* arch : {"encoder", "decoder", "seq2seq"})
-    for (const char* norm : {"pre", "post", "none"})
-      for (const char* pos : {"learned", "sinusoidal"})
-        for (bool tied : {false, true}) {
-          ModelConfig c = tiny(arch, 2);
-          c.norm = norm;
-          c.pos = pos;
-          c.tie_embeddings = tied;
-          if (tied) c.n_out = 0;
-          int64_t n = 0;
-          for (const auto& [name, shape] : param_shapes(c)) n += shape.numel();
-          EXPECT_EQ(param_count(c), n) << arch << " " << norm << " " << pos << " " << tied;
-        }
+  testing::for_each_variant([](const ModelConfig& c, const std::string& arch,
+                               const std::string& norm, const std::string& pos, bool tied) {
+    int64_t n = 0;
+    for (const auto& [name, shape] : param_shapes(c)) n += shape.numel();
+    EXPECT_EQ(param_count(c), n) << arch << " " << norm << " " << pos << " " << tied;
+  });
 }
 
 }  // namespace

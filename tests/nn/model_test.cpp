@@ -26,31 +26,23 @@ bool has(const std::vector<std::pair<std::string, Shape>>& list, const std::stri
 }
 
 TEST(Model, NamedParametersEqualParamShapesForEveryVariant) {
-  for (const char* arch : {"encoder", "decoder", "seq2seq"})
-    for (const char* norm : {"pre", "post", "none"})
-      for (const char* pos : {"learned", "sinusoidal"})
-        for (bool tied : {false, true}) {
-          ModelConfig c = tiny(arch, 2);
-          c.norm = norm;
-          c.pos = pos;
-          c.tie_embeddings = tied;
-          if (tied) c.n_out = 0;  // = vocab_size
-          const std::string what = fmt::format("{} {} {} tied={}", arch, norm, pos, tied);
-          Model<double> model(c, 1);
-          const auto list = names_and_shapes(model);
-          EXPECT_EQ(list, param_shapes(c)) << what;
-          EXPECT_EQ(model.num_parameters(), param_count(c)) << what;
-          const std::string p = std::string(arch) == "seq2seq" ? "dec." : "";
-          EXPECT_EQ(has(list, p + "ln_f.weight"), std::string(norm) == "pre") << what;
-          EXPECT_EQ(has(list, p + "head.weight"), !tied) << what;
-          EXPECT_EQ(has(list, p + "pos_emb.weight"), std::string(pos) == "learned") << what;
-          EXPECT_EQ(has(list, p + "blocks.1.ln1.weight"), std::string(norm) != "none") << what;
-          EXPECT_EQ(has(list, "dec.blocks.1.xattn.W_O.weight"), p == "dec.") << what;
-          EXPECT_EQ(has(list, "dec.blocks.1.ln_x.bias"), p == "dec." && std::string(norm) != "none")
-              << what;
-          EXPECT_EQ(has(list, "enc.ln_f.bias"), p == "dec." && std::string(norm) == "pre") << what;
-          EXPECT_FALSE(has(list, "enc.head.weight")) << what;
-        }
+  testing::for_each_variant([](const ModelConfig& c, const std::string& arch,
+                               const std::string& norm, const std::string& pos, bool tied) {
+    const std::string what = fmt::format("{} {} {} tied={}", arch, norm, pos, tied);
+    Model<double> model(c, 1);
+    const auto list = names_and_shapes(model);
+    EXPECT_EQ(list, param_shapes(c)) << what;
+    EXPECT_EQ(model.num_parameters(), param_count(c)) << what;
+    const std::string p = arch == "seq2seq" ? "dec." : "";
+    EXPECT_EQ(has(list, p + "ln_f.weight"), norm == "pre") << what;
+    EXPECT_EQ(has(list, p + "head.weight"), !tied) << what;
+    EXPECT_EQ(has(list, p + "pos_emb.weight"), pos == "learned") << what;
+    EXPECT_EQ(has(list, p + "blocks.1.ln1.weight"), norm != "none") << what;
+    EXPECT_EQ(has(list, "dec.blocks.1.xattn.W_O.weight"), p == "dec.") << what;
+    EXPECT_EQ(has(list, "dec.blocks.1.ln_x.bias"), p == "dec." && norm != "none") << what;
+    EXPECT_EQ(has(list, "enc.ln_f.bias"), p == "dec." && norm == "pre") << what;
+    EXPECT_FALSE(has(list, "enc.head.weight")) << what;
+  });
 }
 
 TEST(Model, InitialisationFollowsGPT2) {

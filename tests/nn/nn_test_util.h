@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/gradcheck.h"
+#include "autograd/test_util.h"  // randn, EXPECT_GRADCHECK
 #include "core/batch.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -16,8 +17,6 @@
 #include "test_files.h"
 
 namespace qkv::testing {
-
-using qkv::test::error_of;
 
 /// A tiny config: d_model 8, 2 heads, d_ff 16, vocab 11, max_len 6.
 inline ModelConfig tiny(const std::string& arch, int64_t n_layers = 1) {
@@ -89,18 +88,34 @@ void randomize(Model<T>& model, uint64_t seed) {
   }
 }
 
-/// Every parameter of a float64 model as gradcheck inputs, by canonical name.
-inline std::vector<std::pair<std::string, Var<double>>> gradcheck_inputs(Model<double>& model) {
-  std::vector<std::pair<std::string, Var<double>>> out;
-  for (auto& [name, p] : model.named_parameters()) out.emplace_back(name, p);
-  return out;
+/// tiny(arch, layers) with the given norm placement, activation, positions and tied head.
+inline ModelConfig variant(const std::string& arch, int64_t layers, const std::string& norm,
+                           const std::string& activation, const std::string& pos, bool tied) {
+  ModelConfig c = tiny(arch, layers);
+  c.norm = norm;
+  c.activation = activation;
+  c.pos = pos;
+  c.tie_embeddings = tied;
+  if (tied) c.n_out = 0;  // = vocab_size
+  return c;
 }
 
-/// Asserts a gradcheck passed, printing its table when it did not.
-#define EXPECT_GRADCHECK(report)                        \
-  do {                                                  \
-    auto qkv_report_ = (report);                        \
-    EXPECT_TRUE(qkv_report_.ok) << qkv_report_.table(); \
-  } while (0)
+/// Calls f(config, arch, norm, pos, tied) for every architecture × norm placement × positions ×
+/// tied head, 2 layers each.
+template <typename F>
+void for_each_variant(F f) {
+  for (const std::string arch : {"encoder", "decoder", "seq2seq"})
+    for (const std::string norm : {"pre", "post", "none"})
+      for (const std::string pos : {"learned", "sinusoidal"})
+        for (bool tied : {false, true})
+          f(variant(arch, 2, norm, "gelu", pos, tied), arch, norm, pos, tied);
+}
+
+/// Every parameter of a float64 module (a layer or a whole model) as gradcheck inputs, by name.
+inline std::vector<std::pair<std::string, Var<double>>> gradcheck_inputs(Module<double>& module) {
+  std::vector<std::pair<std::string, Var<double>>> out;
+  for (auto& [name, p] : module.named_parameters()) out.emplace_back(name, p);
+  return out;
+}
 
 }  // namespace qkv::testing
