@@ -30,11 +30,12 @@ std::vector<std::string> labels(const Vocab& vocab, const IndexTensor& ids) {
   return out;
 }
 
-void run_attend(const AttendArgs& a) {
+void run_attend(AttendArgs a) {
   Loaded l = load_trained(a.checkpoint);
   Task& task = *l.task;
   Model<float>& model = *l.model;
   const std::string arch = task.arch();
+  if (a.sentence.empty()) a.sentence = task.probe();
 
   Batch batch = task.encode(a.sentence, /*with_answer=*/false);
   if (arch != "encoder") {
@@ -163,11 +164,7 @@ void add_attend(CLI::App& app) {
   cmd->add_option("--width", args->width, "Width of the terminal bars")
       ->check(CLI::Range(5, 200))
       ->capture_default_str();
-  cmd->callback([args] {
-    AttendArgs a = *args;
-    if (a.sentence.empty()) a.sentence = load_trained(a.checkpoint).task->probe();
-    run_attend(a);
-  });
+  cmd->callback([args] { run_attend(*args); });
 }
 
 }  // namespace qkv::cli

@@ -41,14 +41,8 @@ struct GradsArgs {
 /// The model a checkpoint describes: config parsed and validated, parameters checked against the
 /// names and shapes that config implies, in eval mode (dropout off).
 std::unique_ptr<Model<float>> load_model(const std::string& path) {
-  Checkpoint raw = load_checkpoint(path);  // format, version, configs, every dataset finite
   ModelConfig config;
-  try {
-    config = ModelConfig::from_json(raw.model_config);
-  } catch (const std::exception& e) {
-    fail("{}: /config attribute 'model' does not describe a model ({})", path, e.what());
-  }
-  Checkpoint ckpt = load_checkpoint(path, param_shapes(config));  // exactly these parameters
+  const Checkpoint ckpt = load_model_checkpoint(path, config);  // exactly its model's parameters
   auto model = std::make_unique<Model<float>>(config, /*seed=*/0);
   model->load_parameters(ckpt.params);
   model->eval();

@@ -34,14 +34,8 @@ std::unique_ptr<Task> charlm_without_its_text(const std::string& path, const Che
 
 Loaded load_trained(const std::string& path) {
   Loaded l;
-  Checkpoint probe = load_checkpoint(path);
   ModelConfig config;
-  try {
-    config = ModelConfig::from_json(probe.model_config);
-  } catch (const Error& e) {
-    fail("{}: invalid model config: {}", path, e.what());
-  }
-  l.ckpt = load_checkpoint(path, param_shapes(config));
+  l.ckpt = load_model_checkpoint(path, config);
   try {
     l.task = charlm_without_its_text(path, l.ckpt);
     if (!l.task) l.task = make_task_from_config(l.ckpt.task_config);

@@ -355,7 +355,9 @@ struct Reader {
   }
 };
 
-Checkpoint load(const std::string& path, const ParamShapes* expected) {
+/// `model` non-null: the expected parameters are those of the file's own model config, parsed
+/// into *model.
+Checkpoint load(const std::string& path, const ParamShapes* expected, ModelConfig* model) {
   h5::File file = h5::File::open(path);
   Reader r{path, file};
   r.check_format();
@@ -365,6 +367,16 @@ Checkpoint load(const std::string& path, const ParamShapes* expected) {
   c.model_config = r.json_attr(config, "model", /*required=*/true);
   c.train_config = r.json_attr(config, "train", /*required=*/false);
   c.task_config = r.json_attr(config, "task", /*required=*/false);
+  ParamShapes own;
+  if (model) {
+    try {
+      *model = ModelConfig::from_json(c.model_config);
+    } catch (const std::exception& e) {
+      fail("{}: /config attribute 'model' does not describe a model ({})", path, e.what());
+    }
+    own = param_shapes(*model);
+    expected = &own;
+  }
   r.read_model(c, expected);
   r.read_optimizer(c, expected);
   r.read_train(c);
@@ -431,11 +443,15 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  return load(path, nullptr);
+  return load(path, nullptr, nullptr);
 }
 
 Checkpoint load_checkpoint(const std::string& path, const ParamShapes& expected) {
-  return load(path, &expected);
+  return load(path, &expected, nullptr);
+}
+
+Checkpoint load_model_checkpoint(const std::string& path, ModelConfig& config) {
+  return load(path, nullptr, &config);
 }
 
 }  // namespace qkv

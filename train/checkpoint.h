@@ -21,6 +21,7 @@
 #include "core/rng.h"
 #include "core/shape.h"
 #include "core/tensor.h"
+#include "nn/config.h"
 #include "train/optimizer.h"
 
 namespace qkv {
@@ -79,5 +80,10 @@ Checkpoint load_checkpoint(const std::string& path);
 /// optimizer slots may only hold expected parameters, with their shapes. Parameters come back in
 /// `expected` order.
 Checkpoint load_checkpoint(const std::string& path, const ParamShapes& expected);
+
+/// As above with `expected` = the parameters of the model the file's own /config 'model'
+/// describes, read in one pass; that config, parsed, goes to `config`. A config that does not
+/// describe a model is a qkv::Error naming the file.
+Checkpoint load_model_checkpoint(const std::string& path, ModelConfig& config);
 
 }  // namespace qkv

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "core/h5.h"
+#include "nn/model.h"
 #include "test_files.h"
 
 namespace qkv {
@@ -153,6 +155,46 @@ TEST(Checkpoint, ValidatedLoadReturnsParametersInTheExpectedOrder) {
   Checkpoint c = load_checkpoint(path, shapes);
   EXPECT_EQ(c.params[0].first, "head.bias");
   EXPECT_EQ(c.params[2].first, "tok_emb.weight");
+}
+
+TEST(Checkpoint, ModelCheckpointIsCheckedAgainstItsOwnConfig) {
+  ModelConfig config;
+  config.arch = "decoder";
+  config.vocab_size = 7;
+  config.max_len = 5;
+  config.d_model = 8;
+  config.n_heads = 2;
+  config.n_layers = 1;
+  config.d_ff = 16;
+  const Model<float> model(config, 1);
+  Checkpoint c;
+  c.model_config = config.to_json();
+  c.params = model.export_parameters();
+  std::reverse(c.params.begin(), c.params.end());  // the file's order is not the model's
+  const std::string good = temp_path("model.h5");
+  save_checkpoint(good, c);
+
+  ModelConfig read;
+  const Checkpoint back = load_model_checkpoint(good, read);
+  EXPECT_EQ(read.to_json(), config.to_json());
+  EXPECT_EQ(back.params.size(), param_shapes(config).size());
+  for (size_t i = 0; i < back.params.size(); ++i)  // in the model's canonical order
+    EXPECT_EQ(back.params[i].first, param_shapes(config)[i].first);
+
+  // One parameter short: named. A config that is no model: the file named.
+  c.params.pop_back();  // the reversed list ends with the first parameter, tok_emb.weight
+  const std::string missing = temp_path("missing.h5");
+  save_checkpoint(missing, c);
+  EXPECT_NE(error_of([&] { load_model_checkpoint(missing, read); }).find("'tok_emb.weight'"),
+            std::string::npos);
+  c.model_config["d_model"] = 7;  // not divisible by n_heads
+  const std::string bad = temp_path("bad_config.h5");
+  save_checkpoint(bad, c);
+  EXPECT_NE(error_of([&] {
+              load_model_checkpoint(bad, read);
+            }).find(bad + ": /config attribute 'model' does not describe a model"),
+            std::string::npos)
+      << error_of([&] { load_model_checkpoint(bad, read); });
 }
 
 TEST(Checkpoint, SaveIsAtomicAndLeavesNoTemporaryFile) {
