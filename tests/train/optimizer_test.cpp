@@ -77,9 +77,21 @@ struct RefSgd {
 };
 
 struct RefAdam {
+  RefAdam(double lr, double b1, double b2, double eps, double wd, bool decoupled,
+          std::vector<double> p)
+      : lr(lr),
+        b1(b1),
+        b2(b2),
+        eps(eps),
+        wd(wd),
+        decoupled(decoupled),
+        p(std::move(p)),
+        m(this->p.size(), 0.0),
+        v(this->p.size(), 0.0) {}
+
   double lr, b1, b2, eps, wd;
   bool decoupled;
-  std::vector<double> p, m, v;
+  std::vector<double> p, m, v;  // parameters and the two moments, which start at 0
   int t = 0;
   void step(const std::vector<double>& g) {
     ++t;
@@ -140,15 +152,7 @@ TEST(Adam, MatchesHandFormulaWithAndWithoutL2) {
   for (double wd : {0.0, 0.1}) {
     OptimParams<float> ps{{"w", param({4, 3})}};
     Adam<float> opt(ps, {/*lr=*/0.01, 0.9, 0.999, 1e-8, wd});
-    RefAdam ref{0.01,
-                0.9,
-                0.999,
-                1e-8,
-                wd,
-                false,
-                values(ps[0].second),
-                std::vector<double>(12, 0.0),
-                std::vector<double>(12, 0.0)};
+    RefAdam ref(0.01, 0.9, 0.999, 1e-8, wd, /*decoupled=*/false, values(ps[0].second));
     for (int t = 1; t <= kSteps; ++t) {
       set_grads(ps, t);
       opt.step();
@@ -161,15 +165,7 @@ TEST(Adam, MatchesHandFormulaWithAndWithoutL2) {
 TEST(AdamW, MatchesHandFormulaWithDecoupledDecay) {
   OptimParams<float> ps{{"blocks.0.attn.W_Q.weight", param({4, 3})}};
   AdamW<float> opt(ps, {/*lr=*/0.02, 0.8, 0.99, 1e-6, /*weight_decay=*/0.5, {}});
-  RefAdam ref{0.02,
-              0.8,
-              0.99,
-              1e-6,
-              0.5,
-              true,
-              values(ps[0].second),
-              std::vector<double>(12, 0.0),
-              std::vector<double>(12, 0.0)};
+  RefAdam ref(0.02, 0.8, 0.99, 1e-6, 0.5, /*decoupled=*/true, values(ps[0].second));
   for (int t = 1; t <= kSteps; ++t) {
     set_grads(ps, t);
     opt.step();
