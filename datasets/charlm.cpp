@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include <fmt/core.h>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -109,6 +112,20 @@ std::unique_ptr<CharLMTask> CharLMTask::from_vocabulary(const nlohmann::json& op
   t->options_ = o.resolved();
   t->vocab_ = Vocab(tokens, Level::kChar);
   return t;  // empty splits; no probe sentence
+}
+
+std::unique_ptr<Task> CharLMTask::rebuild(const nlohmann::json& options,
+                                          const StoredVocab* stored) {
+  const auto data = options.is_object() ? options.find("data") : options.end();
+  const bool gone = stored && !stored->vocab.empty() && data != options.end() &&
+                    data->is_string() && !data->get<std::string>().empty() &&
+                    !std::filesystem::exists(data->get<std::string>());
+  if (!gone) return std::make_unique<CharLMTask>(options);
+  fmt::print(stderr,
+             "qkv: note: charlm's training text '{}' is not there any more; using the "
+             "checkpoint's vocabulary ({} characters)\n",
+             data->get<std::string>(), stored->vocab.size());
+  return from_vocabulary(options, stored->vocab);
 }
 
 int64_t CharLMTask::chunk_length(Split split) const {

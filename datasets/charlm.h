@@ -34,6 +34,9 @@ class CharLMTask : public Task {
   /// vocabulary.
   static std::unique_ptr<CharLMTask> from_vocabulary(const nlohmann::json& options,
                                                      const std::vector<std::string>& tokens);
+  /// The registry's factory: the task of `options`, or, when a trained model's vocabulary is
+  /// `stored` and its --data file is gone, from_vocabulary() with a note on stderr.
+  static std::unique_ptr<Task> rebuild(const nlohmann::json& options, const StoredVocab* stored);
 
   std::string name() const override { return "charlm"; }
   std::string arch() const override { return "decoder"; }

@@ -89,20 +89,86 @@ void check_indices(const Task& task, Split split, const std::vector<int64_t>& in
               task.name(), i, split_name(split), n);
 }
 
-std::vector<std::string> known_tasks() {
-  return {"charlm", "copy", "modadd", "numbers", "pronoun", "reverse", "sort"};
+namespace {
+
+std::unique_ptr<Task> make_charlm(const nlohmann::json& options, const StoredVocab* stored) {
+  return CharLMTask::rebuild(options, stored);
 }
 
-std::unique_ptr<Task> make_task(const std::string& name, const nlohmann::json& options) {
-  if (name == "pronoun") return std::make_unique<PronounTask>(options);
-  if (name == "copy" || name == "reverse" || name == "sort")
-    return std::make_unique<DigitTask>(name, options);
-  if (name == "modadd") return std::make_unique<ModAddTask>(options);
-  if (name == "numbers") return std::make_unique<NumbersTask>(options);
-  if (name == "charlm") return std::make_unique<CharLMTask>(options);
+/// The registry, with the built-in tasks: one line each.
+std::vector<TaskInfo>& registry() {
+  static std::vector<TaskInfo> r = {
+      {"charlm", "character-level language model over a UTF-8 text file (decoder)", make_charlm},
+      {"copy", "copy a digit sequence (decoder)",
+       [](const auto& o, auto*) { return std::make_unique<DigitTask>("copy", o); }},
+      {"modadd", "(a + b) mod p, the grokking task (decoder)",
+       [](const auto& o, auto*) { return std::make_unique<ModAddTask>(o); }},
+      {"numbers", "number words to digits, \"forty two\" -> \"42\" (seq2seq)",
+       [](const auto& o, auto*) { return std::make_unique<NumbersTask>(o); }},
+      {"pronoun", "which noun does \"it\" refer to? Winograd-style pairs (encoder)",
+       [](const auto& o, auto*) { return std::make_unique<PronounTask>(o); }},
+      {"reverse", "reverse a digit sequence (decoder)",
+       [](const auto& o, auto*) { return std::make_unique<DigitTask>("reverse", o); }},
+      {"sort", "sort a digit sequence (decoder)",
+       [](const auto& o, auto*) { return std::make_unique<DigitTask>("sort", o); }},
+  };
+  return r;
+}
+
+std::string join_names(const std::vector<std::string>& names) {
   std::string list;
-  for (const std::string& k : known_tasks()) list += (list.empty() ? "" : ", ") + k;
-  fail("unknown task '{}' (known tasks: {})", name, list);
+  for (const std::string& k : names) list += (list.empty() ? "" : ", ") + k;
+  return list;
+}
+
+/// Throws unless `got` equals the stored vocabulary (when one is stored).
+void check_stored(const Task& task, const char* which, const std::vector<std::string>& stored,
+                  const std::vector<std::string>& got) {
+  if (stored.empty() || stored == got) return;
+  size_t i = 0;
+  while (i < stored.size() && i < got.size() && stored[i] == got[i]) ++i;
+  fail(
+      "task '{}': its {} has {} tokens but the checkpoint's has {} (first difference at id {}); "
+      "the data the task reads has changed since the model was trained",
+      task.name(), which, got.size(), stored.size(), i);
+}
+
+}  // namespace
+
+void register_task(TaskInfo info) {
+  QKV_CHECK(!info.name.empty(), "register_task: a task needs a name");
+  QKV_CHECK(info.make != nullptr, "register_task: task '{}' has no factory", info.name);
+  for (const TaskInfo& t : registry())
+    QKV_CHECK(t.name != info.name, "register_task: a task named '{}' is already registered",
+              info.name);
+  registry().push_back(std::move(info));
+}
+
+std::vector<TaskInfo> registered_tasks() {
+  std::vector<TaskInfo> r = registry();
+  std::sort(r.begin(), r.end(),
+            [](const TaskInfo& a, const TaskInfo& b) { return a.name < b.name; });
+  return r;
+}
+
+std::vector<std::string> known_tasks() {
+  std::vector<std::string> names;
+  for (const TaskInfo& t : registered_tasks()) names.push_back(t.name);
+  return names;
+}
+
+std::unique_ptr<Task> make_task(const std::string& name, const nlohmann::json& options,
+                                const StoredVocab* stored) {
+  for (const TaskInfo& t : registry()) {
+    if (t.name != name) continue;
+    std::unique_ptr<Task> task = t.make(options, stored);
+    if (stored) {
+      check_stored(*task, "vocabulary", stored->vocab, task->vocab().tokens());
+      check_stored(*task, "source vocabulary", stored->src_vocab, task->src_vocab().tokens());
+    }
+    return task;
+  }
+  fail("unknown task '{}' (known tasks: {})", name, join_names(known_tasks()));
 }
 
 namespace {

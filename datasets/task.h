@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -119,12 +120,39 @@ class Task {
   }
 };
 
-/// Names make_task() knows, in alphabetical order.
+/// What a checkpoint stores of its task besides the options: the vocabularies its model was
+/// trained with (id i = token i). A task whose data file has moved rebuilds itself from them.
+struct StoredVocab {
+  std::vector<std::string> vocab;      // empty = none stored
+  std::vector<std::string> src_vocab;  // seq2seq; empty = none stored
+};
+
+/// Builds a task from its options (a JSON object or null; null values count as absent) and, when
+/// rebuilding a trained model's task, the vocabularies stored with it (nullptr for a fresh run).
+/// A task that builds its vocabulary from a data file must use `stored` when given, so ids keep
+/// their meaning, and must still work (encode, decode, empty splits) when the file is gone.
+using TaskFactory =
+    std::function<std::unique_ptr<Task>(const nlohmann::json& options, const StoredVocab* stored)>;
+
+/// A registry entry: the extension point for users' own tasks.
+struct TaskInfo {
+  std::string name;     // what --task and the checkpoint's task config say
+  std::string summary;  // one line for `qkv tasks`
+  TaskFactory make;
+};
+
+/// Adds a task to the registry; throws qkv::Error when the name is empty or already taken.
+void register_task(TaskInfo info);
+/// Every registered task (built-in and registered), in alphabetical order of name.
+std::vector<TaskInfo> registered_tasks();
+/// Names of registered_tasks(), in alphabetical order.
 std::vector<std::string> known_tasks();
 /// Builds a task by name. options: a JSON object (or null) with "seed" (default 0) and the task's
 /// own keys; null values count as absent. Unknown names and unknown or ill-typed options throw
-/// qkv::Error listing what is accepted.
-std::unique_ptr<Task> make_task(const std::string& name, const nlohmann::json& options = {});
+/// qkv::Error listing what is accepted. With `stored` (a trained model's vocabularies), the task
+/// is rebuilt with exactly those vocabularies; a task whose vocabulary then differs throws.
+std::unique_ptr<Task> make_task(const std::string& name, const nlohmann::json& options = {},
+                                const StoredVocab* stored = nullptr);
 
 // Batch assembly shared by the tasks (pad id 0; mask 1 = real token).
 

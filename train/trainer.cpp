@@ -189,7 +189,7 @@ json task_config(const Task& task) {
   return j;
 }
 
-std::unique_ptr<Task> make_task_from_config(const json& config) {
+std::unique_ptr<Task> make_task_from_config(const json& config, const StoredVocab* stored) {
   QKV_CHECK(config.is_object(), "task config must be a JSON object with a 'name', got {}",
             config.dump());
   auto it = config.find("name");
@@ -197,7 +197,7 @@ std::unique_ptr<Task> make_task_from_config(const json& config) {
             "task config has no 'name' (known tasks: {}): {}", join(known_tasks()), config.dump());
   json options = config;
   options.erase("name");
-  return make_task(it->get<std::string>(), options);
+  return make_task(it->get<std::string>(), options, stored);
 }
 
 namespace {

@@ -87,8 +87,10 @@ struct RunConfig {
 
 /// The task config a checkpoint stores: task.options() plus "name".
 nlohmann::json task_config(const Task& task);
-/// Rebuilds a task from a task config ({"name": NAME, ...options}); throws qkv::Error.
-std::unique_ptr<Task> make_task_from_config(const nlohmann::json& config);
+/// Rebuilds a task from a task config ({"name": NAME, ...options}) and, for a trained model, the
+/// vocabularies stored with it (see make_task); throws qkv::Error.
+std::unique_ptr<Task> make_task_from_config(const nlohmann::json& config,
+                                            const StoredVocab* stored = nullptr);
 
 /// The effective config. `file` and `overrides` are objects with optional keys "task" (a name, or
 /// an object with "name" and task options), "model" (ModelConfig keys) and "train" (TrainConfig
