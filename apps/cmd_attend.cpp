@@ -88,11 +88,13 @@ void run_attend(AttendArgs a) {
       "1. Hover a cell for its weight.</p>\n";
   size_t width = 0;
   for (const auto& t : src_tokens) width = std::max(width, t.size());
-  for (const auto& [path, P] : r.attention) {
-    // seq2seq: "enc.*" attends source to source, "*.xattn" target to source; the rest (and every
-    // module of the other architectures) attends over `tokens`.
-    const bool cross = path.find("xattn") != std::string::npos;
-    const bool source = arch == "seq2seq" && path.rfind("enc.", 0) == 0;
+  for (const AttentionMap<float>& m : r.attention) {
+    // seq2seq: the encoder attends source to source, cross-attention target to source; the rest
+    // (and every module of the other architectures) attends over `tokens`.
+    const std::string& path = m.path;
+    const Tensor<float>& P = m.P;
+    const bool cross = m.role.is_cross();
+    const bool source = arch == "seq2seq" && m.role.stack == AttnStack::kEncoder;
     const auto& queries = source ? src_tokens : tokens;
     const auto& keys = cross || source ? src_tokens : tokens;
     const int64_t H = P.size(1), T = P.size(2), S = P.size(3);

@@ -1,13 +1,14 @@
 // qkv eval: rebuilds the task and the model of a checkpoint and prints loss and accuracy on its
-// splits (and, for the pronoun task, how much each head's pronoun row attends to the referent
-// versus the distractor). Exit status 1 when an accuracy is below --min-accuracy.
+// splits, and whatever the task's probes report (for the pronoun task: how much each head's
+// pronoun row attends to the referent versus the distractor). Exit status 1 when an accuracy is
+// below --min-accuracy.
 #include <omp.h>
 
 #include <fmt/core.h>
 
 #include "apps/commands.h"
 #include "core/error.h"
-#include "train/checkpoint.h"
+#include "train/load.h"
 #include "train/trainer.h"
 
 namespace qkv::cli {
@@ -20,23 +21,6 @@ struct EvalArgs {
   int64_t batch_size = 256;
   int threads = 0;
 };
-
-void print_referent(const ReferentAttention& a, Split split) {
-  if (a.empty()) return;
-  fmt::print(
-      "referent attention on {} ({} sentences): share of the pronoun's attention on the referent "
-      "and on the distractor, and how often referent > distractor\n",
-      split_name(split), a.sentences);
-  fmt::print("  {:<18} {:>4} {:>9} {:>11} {:>8}\n", "module", "head", "referent", "distractor",
-             "ref>dis");
-  for (size_t m = 0; m < a.modules.size(); ++m)
-    for (int64_t h = 0; h < a.heads; ++h)
-      fmt::print("  {:<18} {:>4} {:>9.4f} {:>11.4f} {:>7.2f}%{}\n", a.modules[m], h,
-                 a.referent[m][h], a.distractor[m][h], 100 * a.wins[m][h],
-                 int64_t(m) == a.best_module && h == a.best_head ? "  ← best" : "");
-  fmt::print("best head: {} head {}: referent > distractor in {:.2f}% of {} sentences\n",
-             a.modules[a.best_module], a.best_head, 100 * a.best_wins(), a.sentences);
-}
 
 }  // namespace
 
@@ -68,42 +52,28 @@ void add_eval(CLI::App& app) {
     } else {
       omp_set_dynamic(1);  // fewer threads on a busy machine (see qkv train)
     }
-    const Checkpoint ck = load_checkpoint(a->checkpoint);
-    QKV_CHECK(ck.task_config.is_object() && ck.task_config.contains("name"),
-              "checkpoint '{}' names no task (/config attr 'task' has no \"name\"); qkv eval "
-              "needs the task to evaluate on",
-              a->checkpoint);
-    std::unique_ptr<Task> task;
-    ModelConfig cfg;
-    try {
-      task = make_task_from_config(ck.task_config);
-      cfg = ModelConfig::from_json(ck.model_config);
-    } catch (const Error& e) {
-      fail("checkpoint '{}': {}", a->checkpoint, e.what());
-    }
-    Model<float> model(cfg, 0);
-    try {
-      model.load_parameters(ck.params);
-    } catch (const Error& e) {
-      fail("checkpoint '{}': {}", a->checkpoint, e.what());
-    }
-    fmt::print("{}: task {}, {} (d_model {}, n_heads {}, n_layers {}, {} parameters), step {}\n",
-               a->checkpoint, task->name(), cfg.arch, cfg.d_model, cfg.n_heads, cfg.n_layers,
-               model.num_parameters(), ck.train.step);
+    TrainedModel l = load_trained(a->checkpoint);
+    const ModelConfig& cfg = l.model->config();
+    Task& task = *l.task;
+    fmt::print("{}: task {}, {}, {} parameters, step {}\n", a->checkpoint, task.name(),
+               l.model->describe(), l.model->num_parameters(), l.ckpt.train.step);
 
     std::vector<std::string> names = a->splits;
     if (names.empty()) names = {"val", "test"};
     bool ok = true;
     for (const std::string& name : names) {
       const Split split = parse_split(name);
-      const EvalResult r = evaluate(model, *task, split, a->batch_size);
+      const EvalResult r = evaluate(*l.model, task, split, a->batch_size);
       std::string line =
           fmt::format("{:<5} loss {:.4f}  accuracy {:.2f}% ({}/{})", name + ":", r.loss,
                       100 * r.score.accuracy(), r.score.correct_examples, r.score.examples);
       if (cfg.arch != "encoder")
         line += fmt::format("  token accuracy {:.2f}%", 100 * r.score.token_accuracy());
       fmt::print("{}\n", line);
-      print_referent(r.referent, split);
+      for (const auto& [probe, rep] : r.probes) {  // the task's own diagnostics
+        fmt::print("{} on {}: {}\n", probe, name, rep.summary);
+        if (!rep.table.empty()) fmt::print("{}", rep.table);
+      }
       if (r.score.accuracy() < a->min_accuracy) {
         fmt::print(stderr, "qkv: {} accuracy {:.2f}% is below --min-accuracy {:.2f}%\n", name,
                    100 * r.score.accuracy(), 100 * a->min_accuracy);

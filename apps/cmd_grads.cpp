@@ -92,7 +92,7 @@ void run(Model<T>& model, const Batch& batch, const GradsArgs& a) {
       // A parameter the loss does not reach (none in these models) has a zero gradient.
       f.write("grad/" + name, p.grad().defined() ? p.grad() : Tensor<T>::zeros(p.shape()));
     }
-    for (const auto& [path, P] : r.attention) f.write("attention/" + path, P);
+    for (const AttentionMap<T>& m : r.attention) f.write("attention/" + m.path, m.P);
     f.flush();
     f.close();
     sync_file(tmp);

@@ -9,22 +9,6 @@
 #include "train/trainer.h"
 
 namespace qkv::cli {
-Loaded load_trained(const std::string& path) {
-  Loaded l;
-  ModelConfig config;
-  l.ckpt = load_model_checkpoint(path, config);
-  try {
-    const StoredVocab stored{l.ckpt.vocab, l.ckpt.src_vocab};
-    l.task = make_task_from_config(l.ckpt.task_config, &stored);
-  } catch (const Error& e) {
-    fail("{}: {}", path, e.what());
-  }
-  l.model = std::make_unique<Model<float>>(config, 0);
-  l.model->load_parameters(l.ckpt.params);
-  l.model->eval();
-  return l;
-}
-
 std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id) {
   NoGradGuard no_grad;
   std::vector<int32_t> out;

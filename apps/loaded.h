@@ -8,18 +8,13 @@
 #include "datasets/task.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/load.h"
 
 namespace qkv::cli {
 
-struct Loaded {
-  Checkpoint ckpt;
-  std::unique_ptr<Task> task;
-  std::unique_ptr<Model<float>> model;  // in eval mode
-};
-
-/// Loads and validates `path` (every parameter checked against the config's canonical names and
-/// shapes) and rebuilds its task. Throws qkv::Error naming the file on any problem.
-Loaded load_trained(const std::string& path);
+/// A trained checkpoint ready for inference (train/load.h).
+using Loaded = TrainedModel;
+using qkv::load_trained;
 
 /// Greedy continuation of a decoder or seq2seq batch of one example: appends argmax tokens to
 /// batch.tokens until <eos> or the model's max_len; returns the appended ids. batch.targets is

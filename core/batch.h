@@ -12,9 +12,6 @@ struct Batch {
   BoolTensor mask;        // [B, T] 1 = real token; empty = all real
   IndexTensor src;        // [B, S] source ids (seq2seq); empty otherwise
   BoolTensor src_mask;    // [B, S] 1 = real token; empty = all real
-  // Pronoun resolution: where the referent and the distractor noun sit ([B]; -1 = not known).
-  IndexTensor referent_pos;
-  IndexTensor distractor_pos;
 
   int64_t batch_size() const { return tokens.shape.nd ? tokens.shape[0] : 0; }
   int64_t seq_len() const { return tokens.shape.nd ? tokens.shape[1] : 0; }

@@ -88,12 +88,6 @@ void check_batch(const Batch& b, const BatchSpec& spec, const std::string& sourc
           fail("{}: /positions[{}] = {} points at padding (/mask[{}, {}] = 0)", source, i,
                b.positions[i], i, b.positions[i]);
   }
-  for (auto [t, name] : {std::pair{&b.referent_pos, "referent_pos"},
-                         std::pair{&b.distractor_pos, "distractor_pos"}}) {
-    if (t->empty() && t->shape.nd == 0) continue;
-    check_shape(*t, Shape{B}, source, name, std::string(" (one position per example)"));
-    check_range(*t, 0, T, "not known", source, name, "the sequence");
-  }
 
   // src [B, S] for seq2seq, nothing otherwise
   const bool has_src = !b.src.empty() || b.src.shape.nd != 0;
@@ -125,8 +119,6 @@ Batch read_batch(const std::string& path, const BatchSpec& spec) {
   if (f.exists("mask")) b.mask = f.read_bool("mask");
   if (f.exists("src")) b.src = f.read_index("src");
   if (f.exists("src_mask")) b.src_mask = f.read_bool("src_mask");
-  if (f.exists("referent_pos")) b.referent_pos = f.read_index("referent_pos");
-  if (f.exists("distractor_pos")) b.distractor_pos = f.read_index("distractor_pos");
   check_batch(b, spec, path);
   return b;
 }
@@ -137,8 +129,7 @@ void write_batch(const std::string& path, const Batch& b) {
   h5::File f = h5::File::create(path);
   f.write("tokens", b.tokens);
   for (auto [t, name] : {std::pair{&b.targets, "targets"}, std::pair{&b.positions, "positions"},
-                         std::pair{&b.src, "src"}, std::pair{&b.referent_pos, "referent_pos"},
-                         std::pair{&b.distractor_pos, "distractor_pos"}})
+                         std::pair{&b.src, "src"}})
     if (!t->empty()) f.write(name, *t);
   for (auto [m, name] : {std::pair{&b.mask, "mask"}, std::pair{&b.src_mask, "src_mask"}})
     if (!m->empty()) f.write(name, *m);

@@ -6,7 +6,6 @@
 //   /positions  int32 [B]      encoder read-out position
 //   /mask       uint8 [B, T]   optional; 1 = real token
 //   /src        int32 [B, S]   seq2seq source ids;  /src_mask uint8 [B, S] optional
-//   /referent_pos, /distractor_pos  int32 [B]  optional (pronoun task; -1 = not known)
 //
 // Integer datasets of other widths (numpy's default int64, h5py's bool masks) are read too when
 // their values fit.

@@ -501,16 +501,14 @@ const std::vector<PronounExample>& PronounTask::examples(Split split) const {
 Batch PronounTask::batch(Split split, const std::vector<int64_t>& indices) const {
   check_indices(*this, split, indices);
   std::vector<std::vector<int32_t>> rows;
-  std::vector<int32_t> targets, positions, ref, dis;
+  std::vector<int32_t> targets, positions;
   for (int64_t i : indices) {
     const PronounExample& e = examples(split)[static_cast<size_t>(i)];
     rows.push_back(e.tokens);
     targets.push_back(e.target);
     positions.push_back(e.position);
-    ref.push_back(e.referent_pos);
-    dis.push_back(e.distractor_pos);
   }
-  return pack_encoder(rows, targets, positions, ref, dis);
+  return pack_encoder(rows, targets, positions);
 }
 
 Batch PronounTask::encode(const std::string& text, bool /*with_answer*/) const {
@@ -520,7 +518,7 @@ Batch PronounTask::encode(const std::string& text, bool /*with_answer*/) const {
   for (size_t i = 0; i < tokens.size() && position < 0; ++i)
     if (is_pronoun(vocab_.token(tokens[i]))) position = static_cast<int32_t>(i);
   QKV_CHECK(position >= 0, "pronoun: no pronoun (it, he, she, they) or '_' in \"{}\"", text);
-  int32_t target = -1, ref = -1, dis = -1;
+  int32_t target = -1;
   auto it = lookup_.find(tokens);
   if (it == lookup_.end() && !tokens.empty() && vocab_.token(tokens.back()) == ".") {
     std::vector<int32_t> bare(tokens.begin(), tokens.end() - 1);
@@ -530,10 +528,8 @@ Batch PronounTask::encode(const std::string& text, bool /*with_answer*/) const {
     const PronounExample& e = splits_[it->second.first][it->second.second];
     target = e.target;
     position = e.position;
-    ref = e.referent_pos;
-    dis = e.distractor_pos;
   }
-  return pack_encoder({tokens}, {target}, {position}, {ref}, {dis});
+  return pack_encoder({tokens}, {target}, {position});
 }
 
 std::vector<WinoRecord> PronounTask::winogrande(Split split) const {

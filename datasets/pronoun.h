@@ -3,8 +3,8 @@
 //   "the animal didn't cross the street because it was too tired"   it = animal
 //   "the animal didn't cross the street because it was too wide"    it = street
 // The model reads the encoder output at the pronoun and classifies over the vocabulary: the target
-// is the referent noun's token id (n_out = vocab size). Batches also carry referent_pos and
-// distractor_pos, the two nouns' indices.
+// is the referent noun's token id (n_out = vocab size). The referent_attention probe reads each
+// example's two noun positions.
 //
 // Generation: each template names the noun classes its two slots take and its trigger words,
 // half of them pointing at the first noun of the sentence and half at the second. For every
@@ -102,6 +102,9 @@ class PronounTask : public Task {
   }
   nlohmann::json default_model_config() const override;
   nlohmann::json default_train_config() const override;
+  /// referent_attention (datasets/pronoun_probe.cpp): the pronoun row's attention on the referent
+  /// noun against the distractor noun, per self-attention head.
+  std::vector<std::unique_ptr<Probe>> probes() const override;
 
   const std::vector<PronounExample>& examples(Split split) const;
   /// The split as WinoGrande records (imported examples as they were read).

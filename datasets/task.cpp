@@ -202,9 +202,7 @@ IndexTensor vector_tensor(const std::vector<int32_t>& v) {
 }  // namespace
 
 Batch pack_encoder(const std::vector<std::vector<int32_t>>& rows,
-                   const std::vector<int32_t>& targets, const std::vector<int32_t>& positions,
-                   const std::vector<int32_t>& referent_pos,
-                   const std::vector<int32_t>& distractor_pos) {
+                   const std::vector<int32_t>& targets, const std::vector<int32_t>& positions) {
   QKV_CHECK(!rows.empty() && targets.size() == rows.size() && positions.size() == rows.size(),
             "pack_encoder: {} rows, {} targets, {} positions", rows.size(), targets.size(),
             positions.size());
@@ -212,8 +210,6 @@ Batch pack_encoder(const std::vector<std::vector<int32_t>>& rows,
   b.tokens = pad_rows(rows, static_cast<int64_t>(longest(rows)), Vocab::kPadId, &b.mask);
   b.targets = vector_tensor(targets);
   b.positions = vector_tensor(positions);
-  if (!referent_pos.empty()) b.referent_pos = vector_tensor(referent_pos);
-  if (!distractor_pos.empty()) b.distractor_pos = vector_tensor(distractor_pos);
   return b;
 }
 

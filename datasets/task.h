@@ -6,7 +6,7 @@
 //
 // What a batch holds, by arch (B examples, T tokens, S source tokens; pad id 0, mask 1 = real):
 //   encoder  tokens [B,T], mask [B,T], targets [B] (class in [0, n_out)), positions [B] (read-out
-//            index); the pronoun task also fills referent_pos / distractor_pos [B].
+//            index).
 //   decoder  tokens [B,T], mask [B,T], targets [B,T] = next token, -1 on prompt and padding, so
 //            loss and accuracy count only the answer.
 //   seq2seq  src [B,S], src_mask [B,S]; tokens [B,T] = "<bos> y1..yn" (decoder input), mask [B,T],
@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/batch.h"
+#include "datasets/probe.h"
 #include "datasets/vocab.h"
 
 namespace qkv {
@@ -114,6 +115,9 @@ class Task {
   /// models, whose exact-sequence accuracy says little.
   virtual bool best_by_loss() const { return false; }
 
+  /// The task's own diagnostics, fresh (see datasets/probe.h); none by default.
+  virtual std::vector<std::unique_ptr<Probe>> probes() const { return {}; }
+
   /// score_predictions(), for this task's batches.
   Score score(const Batch& batch, const IndexTensor& predicted) const {
     return score_predictions(batch, predicted);
@@ -159,12 +163,9 @@ std::unique_ptr<Task> make_task(const std::string& name, const nlohmann::json& o
 /// Throws qkv::Error unless indices is non-empty and each index is in [0, task.size(split)).
 void check_indices(const Task& task, Split split, const std::vector<int64_t>& indices);
 
-/// Encoder batch: rows of ids, one class and one read-out position per row; referent_pos and
-/// distractor_pos are filled when given (one per row).
+/// Encoder batch: rows of ids, one class and one read-out position per row.
 Batch pack_encoder(const std::vector<std::vector<int32_t>>& rows,
-                   const std::vector<int32_t>& targets, const std::vector<int32_t>& positions,
-                   const std::vector<int32_t>& referent_pos = {},
-                   const std::vector<int32_t>& distractor_pos = {});
+                   const std::vector<int32_t>& targets, const std::vector<int32_t>& positions);
 /// Decoder batch: rows of ids and of per-token targets (same lengths; padding targets are -1).
 Batch pack_decoder(const std::vector<std::vector<int32_t>>& rows,
                    const std::vector<std::vector<int32_t>>& targets);

@@ -1,6 +1,7 @@
 #include "nn/model.h"
 
 #include <cmath>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -39,12 +40,18 @@ IndexTensor flat(const IndexTensor& t) {
 template <typename T>
 const Tensor<T>& ForwardResult<T>::attention_map(const std::string& path) const {
   std::string known;
-  for (const auto& [name, P] : attention) {
-    if (name == path) return P;
-    known += (known.empty() ? "" : ", ") + name;
+  for (const AttentionMap<T>& a : attention) {
+    if (a.path == path) return a.P;
+    known += (known.empty() ? "" : ", ") + a.path;
   }
   fail("no attention map '{}' (known: {}; forward with keep_attention = true)", path,
        known.empty() ? "none" : known);
+}
+
+template <typename T>
+std::string Model<T>::describe() const {
+  return fmt::format("{} (d_model {}, n_heads {}, n_layers {})", config_.arch, config_.d_model,
+                     config_.n_heads, config_.n_layers);
 }
 
 template <typename T>
@@ -55,18 +62,21 @@ Model<T>::Model(const ModelConfig& config, uint64_t seed)
   if (c.arch == "seq2seq") {
     Module<T>& enc = this->register_module("enc", std::make_unique<Module<T>>());
     Module<T>& dec = this->register_module("dec", std::make_unique<Module<T>>());
-    build_stack(src_, enc, c.src_vocab_size, c.src_max_len, /*cross=*/false, /*head=*/false);
-    build_stack(main_, dec, c.vocab_size, c.max_len, /*cross=*/true, head);
+    build_stack(src_, enc, AttnStack::kEncoder, c.src_vocab_size, c.src_max_len, /*cross=*/false,
+                /*head=*/false);
+    build_stack(main_, dec, AttnStack::kDecoder, c.vocab_size, c.max_len, /*cross=*/true, head);
   } else {
-    build_stack(main_, *this, c.vocab_size, c.max_len, /*cross=*/false, head);
+    const AttnStack stack = c.arch == "encoder" ? AttnStack::kEncoder : AttnStack::kDecoder;
+    build_stack(main_, *this, stack, c.vocab_size, c.max_len, /*cross=*/false, head);
   }
   reset_parameters(seed);
 }
 
 template <typename T>
-void Model<T>::build_stack(Stack& s, Module<T>& owner, int64_t vocab, int64_t max_len, bool cross,
-                           bool head) {
+void Model<T>::build_stack(Stack& s, Module<T>& owner, AttnStack stack, int64_t vocab,
+                           int64_t max_len, bool cross, bool head) {
   const ModelConfig& c = config_;
+  s.stack = stack;
   const int64_t C = c.d_model;
   s.tok_emb = &owner.register_module("tok_emb", std::make_unique<Embedding<T>>(vocab, C));
   if (c.pos == "learned") {
@@ -121,10 +131,21 @@ void Model<T>::reset_parameters(uint64_t seed) {
 }
 
 template <typename T>
-std::vector<std::pair<std::string, Attention<T>*>> Model<T>::attention_modules() {
-  std::vector<std::pair<std::string, Attention<T>*>> out;
+std::vector<typename Model<T>::AttentionModule> Model<T>::attention_modules() {
+  // Roles come from the stacks as built; paths from the registry, so the two cannot disagree.
+  std::unordered_map<const Attention<T>*, AttnRole> roles;
+  for (const Stack* s : {&src_, &main_}) {
+    for (size_t i = 0; i < s->blocks.size(); ++i) {
+      const auto layer = static_cast<int64_t>(i);
+      roles[s->blocks[i]->attn] = {s->stack, AttnKind::kSelf, layer};
+      if (s->blocks[i]->xattn) roles[s->blocks[i]->xattn] = {s->stack, AttnKind::kCross, layer};
+    }
+  }
+  std::vector<AttentionModule> out;
   for (auto& [path, m] : this->named_modules())
-    if (auto* a = dynamic_cast<Attention<T>*>(m)) out.emplace_back(path, a);
+    if (auto* a = dynamic_cast<Attention<T>*>(m)) out.push_back({path, roles.at(a), a});
+  // Forward order: the encoder's blocks run before the decoder's; within a block, self before
+  // cross (registration order already gives this).
   return out;
 }
 
@@ -205,7 +226,8 @@ ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
     }
   }
   if (keep_attention)
-    for (auto& [path, a] : attention_modules()) r.attention.emplace_back(path, a->last_attention());
+    for (const AttentionModule& a : attention_modules())
+      r.attention.push_back({a.path, a.role, a.module->last_attention()});
   return r;
 }
 

@@ -14,8 +14,10 @@
 #include <utility>
 #include <vector>
 
+#include "core/attention_map.h"
 #include "core/batch.h"
 #include "core/rng.h"
+#include "nn/batch_model.h"
 #include "nn/config.h"
 #include "nn/layers.h"
 #include "nn/module.h"
@@ -23,20 +25,7 @@
 namespace qkv {
 
 template <typename T>
-struct ForwardResult {
-  Var<T> logits;  // encoder [B, n_out]; decoder and seq2seq [B, T, V]
-  Var<T> loss;    // scalar mean cross-entropy; undefined when the batch has no targets
-  /// With keep_attention: every attention module's P [B, H, T, S] in forward order, keyed by its
-  /// path ("blocks.0.attn", "enc.blocks.1.attn", "dec.blocks.0.xattn"). P shares storage with
-  /// the graph: read it, do not write it.
-  std::vector<std::pair<std::string, Tensor<T>>> attention;
-
-  /// The attention map of the module at `path`; throws qkv::Error listing the known paths.
-  const Tensor<T>& attention_map(const std::string& path) const;
-};
-
-template <typename T>
-class Model : public Module<T> {
+class Model : public BatchModel<T> {
  public:
   /// Builds the model of `config` (resolved and validated first; nothing is allocated for an
   /// invalid config) and initialises it from `seed` as GPT-2 does (see reset_parameters).
@@ -46,7 +35,18 @@ class Model : public Module<T> {
   /// batch.targets [B]. Decoder: logits at every position, loss over targets [B, T] ≠ -1.
   /// Seq2seq: the encoder reads batch.src (src_mask), the decoder batch.tokens (mask).
   /// The loss is undefined when batch.targets is empty.
-  ForwardResult<T> forward(const Batch& batch, bool keep_attention = false);
+  ForwardResult<T> forward(const Batch& batch, bool keep_attention = false) override;
+  /// config().to_json().
+  nlohmann::json config_json() const override { return config_.to_json(); }
+  /// "encoder (d_model 64, n_heads 4, n_layers 2)".
+  std::string describe() const override;
+  /// {"dropout": state}.
+  std::vector<std::pair<std::string, Rng::State>> rng_states() const override {
+    return {{"dropout", dropout_rng_state()}};
+  }
+  void set_rng_state(const std::string& name, const Rng::State& state) override {
+    if (name == "dropout") set_dropout_rng_state(state);
+  }
 
   /// Re-draws every parameter from an Rng seeded by `seed`, in canonical name order:
   /// weights and embeddings ~ N(0, 0.02); W_O and fc2 weights ~ N(0, 0.02/√(2·n_layers));
@@ -57,8 +57,14 @@ class Model : public Module<T> {
   /// The resolved config this model was built from.
   const ModelConfig& config() const { return config_; }
 
-  /// Every attention module with its path, in forward order.
-  std::vector<std::pair<std::string, Attention<T>*>> attention_modules();
+  /// An attention module of the model: its path, its role and the module.
+  struct AttentionModule {
+    std::string path;
+    AttnRole role;
+    Attention<T>* module;
+  };
+  /// Every attention module, in forward order.
+  std::vector<AttentionModule> attention_modules();
 
   /// The dropout generator's state, saved in checkpoints for an exact resume.
   Rng::State dropout_rng_state() const { return dropout_rng_->state(); }
@@ -72,13 +78,14 @@ class Model : public Module<T> {
     LearnedPositional<T>* pos_emb = nullptr;         // pos = learned
     std::unique_ptr<SinusoidalPositional<T>> sinus;  // pos = sinusoidal (not a parameter)
     std::vector<TransformerBlock<T>*> blocks;
-    LayerNorm<T>* ln_f = nullptr;  // norm = pre
-    Linear<T>* head = nullptr;     // absent when tied (or for the encoder side)
-    Dropout<T>* drop = nullptr;    // on the embeddings
+    AttnStack stack = AttnStack::kDecoder;  // the role of its blocks' self-attention
+    LayerNorm<T>* ln_f = nullptr;           // norm = pre
+    Linear<T>* head = nullptr;              // absent when tied (or for the encoder side)
+    Dropout<T>* drop = nullptr;             // on the embeddings
   };
 
-  void build_stack(Stack& s, Module<T>& owner, int64_t vocab, int64_t max_len, bool cross,
-                   bool head);
+  void build_stack(Stack& s, Module<T>& owner, AttnStack stack, int64_t vocab, int64_t max_len,
+                   bool cross, bool head);
   /// Token + position embeddings, then dropout: ids [B, T] → [B, T, C].
   Var<T> embed(const Stack& s, const IndexTensor& ids) const;
   /// The blocks, then ln_f where present.
@@ -104,8 +111,6 @@ Model<U> convert_model(const Model<T>& model) {
   return out;
 }
 
-extern template struct ForwardResult<float>;
-extern template struct ForwardResult<double>;
 extern template class Model<float>;
 extern template class Model<double>;
 

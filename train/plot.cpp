@@ -333,33 +333,6 @@ std::string accuracy_chart_svg(const std::vector<MetricsRecord>& records,
   return line_chart_svg({train, val}, o);
 }
 
-std::string referent_chart_svg(const std::vector<MetricsRecord>& records, const std::string& module,
-                               int64_t head, const std::string& title) {
-  PlotSeries referent{"P(referent)", {}, {}}, distractor{"P(distractor)", {}, {}},
-      wins{"referent > distractor (share of sentences)", {}, {}};
-  for (const MetricsRecord& r : records) {
-    const nlohmann::json& e = r.extra;
-    if (!e.contains("attention_modules") || !e.contains("referent_attention") ||
-        !e.contains("distractor_attention") || !e.contains("referent_wins"))
-      continue;
-    const auto& modules = e["attention_modules"];
-    const auto it = std::find(modules.begin(), modules.end(), module);
-    if (it == modules.end()) continue;
-    const size_t m = static_cast<size_t>(it - modules.begin());
-    const size_t h = static_cast<size_t>(head);
-    auto value = [&](const char* key) -> const nlohmann::json& { return e[key].at(m).at(h); };
-    const double step = static_cast<double>(r.step);
-    referent.x.push_back(step), referent.y.push_back(value("referent_attention").get<double>());
-    distractor.x.push_back(step),
-        distractor.y.push_back(value("distractor_attention").get<double>());
-    wins.x.push_back(step), wins.y.push_back(value("referent_wins").get<double>());
-  }
-  LineChartOptions o;
-  o.title = title;
-  o.y_label = "share";
-  return line_chart_svg({referent, distractor, wins}, o);
-}
-
 std::string heatmap_svg(const std::vector<double>& values, int64_t rows, int64_t cols,
                         const HeatmapOptions& o) {
   QKV_CHECK(rows >= 0 && cols >= 0 && static_cast<int64_t>(values.size()) == rows * cols,

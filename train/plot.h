@@ -35,13 +35,6 @@ struct LineChartOptions {
 /// a series' x and y differ in length.
 std::string line_chart_svg(const std::vector<PlotSeries>& series, const LineChartOptions& options);
 
-/// The pronoun task's referent attention over training, for one head (`module`, `head`), from the
-/// records' extras written by the trainer: "P(referent)" and "P(distractor)" (the mean share of
-/// the pronoun's attention on each noun) and "referent > distractor" (the share of sentences where
-/// the referent gets more). Records without those extras are skipped.
-std::string referent_chart_svg(const std::vector<MetricsRecord>& records, const std::string& module,
-                               int64_t head, const std::string& title);
-
 /// The loss curve of a run: "train loss" (records with loss) and "val loss" (with val_loss).
 std::string loss_chart_svg(const std::vector<MetricsRecord>& records, const std::string& title,
                            bool log_y = false);

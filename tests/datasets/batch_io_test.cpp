@@ -25,8 +25,6 @@ Batch encoder_batch() {
   b.targets = IndexTensor(Shape{2}, {2, 0});
   b.positions = IndexTensor(Shape{2}, {0, 2});
   b.mask = BoolTensor(Shape{2, 4}, {1, 1, 1, 1, 1, 1, 1, 0});
-  b.referent_pos = IndexTensor(Shape{2}, {1, -1});
-  b.distractor_pos = IndexTensor(Shape{2}, {3, 2});
   return b;
 }
 BatchSpec encoder_spec() {
@@ -69,8 +67,6 @@ void expect_same(const Batch& a, const Batch& b) {
   expect_equal(a.mask, b.mask, "mask");
   expect_equal(a.src, b.src, "src");
   expect_equal(a.src_mask, b.src_mask, "src_mask");
-  expect_equal(a.referent_pos, b.referent_pos, "referent_pos");
-  expect_equal(a.distractor_pos, b.distractor_pos, "distractor_pos");
 }
 
 TEST(BatchIo, EncoderRoundTrip) {
@@ -287,14 +283,6 @@ TEST(BatchIoErrors, UnknownArch) {
   spec.arch = "rnn";
   EXPECT_EQ(file_error("arch.h5", decoder_batch(), spec),
             temp_path("arch.h5") + ": unknown arch 'rnn' (expected encoder, decoder or seq2seq)");
-}
-
-TEST(BatchIoErrors, PronounPositionsOutsideTheSequence) {
-  Batch b = encoder_batch();
-  b.referent_pos[0] = 9;
-  EXPECT_EQ(file_error("referent.h5", b, encoder_spec()),
-            temp_path("referent.h5") +
-                ": /referent_pos[0] = 9 is outside the sequence [0, 4) and not -1 (not known)");
 }
 
 TEST(BatchIo, CheckBatchWorksOnBatchesInMemory) {

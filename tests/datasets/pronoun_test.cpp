@@ -80,7 +80,6 @@ TEST(Pronoun, SameSeedSameBatchesOtherSeedOtherData) {
     EXPECT_EQ(x.targets.data, y.targets.data);
     EXPECT_EQ(x.positions.data, y.positions.data);
     EXPECT_EQ(x.mask.data, y.mask.data);
-    EXPECT_EQ(x.referent_pos.data, y.referent_pos.data);
   }
   std::set<Pair> test_a, test_c;
   for (const auto& e : a.examples(Split::kTest)) test_a.insert(unordered_pair(e));
@@ -137,7 +136,6 @@ TEST(Pronoun, LessonSentencesAreInTheTestSplitWithTheirLabels) {
         Batch b = t.encode(typed);
         EXPECT_EQ(t.class_name(b.targets[0]), referent) << typed;
         EXPECT_EQ(b.positions[0], e->position);
-        EXPECT_EQ(b.referent_pos[0], e->referent_pos);
       }
     }
   }
@@ -203,8 +201,6 @@ TEST(Pronoun, BatchIsPaddedWithMaskAndLabels) {
   EXPECT_EQ(b.mask.shape, b.tokens.shape);
   EXPECT_EQ(b.targets.shape, Shape{4});
   EXPECT_EQ(b.positions.shape, Shape{4});
-  EXPECT_EQ(b.referent_pos.shape, Shape{4});
-  EXPECT_EQ(b.distractor_pos.shape, Shape{4});
   EXPECT_TRUE(b.src.empty());
   for (int64_t r = 0; r < 4; ++r) {
     const PronounExample& e = task().examples(Split::kVal)[size_t(idx[size_t(r)])];

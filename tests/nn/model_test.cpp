@@ -264,11 +264,19 @@ TEST(Model, AttentionMapsByModulePathWithRowsSummingToOne) {
     const Batch b = tiny_batch(c);
     ForwardResult<double> r = m.forward(b, /*keep_attention=*/true);
     std::vector<std::string> got;
-    for (const auto& [path, P] : r.attention) got.push_back(path);
+    for (const AttentionMap<double>& a : r.attention) got.push_back(a.path);
     ASSERT_EQ(got, paths) << arch;
-    for (const auto& [path, P] : r.attention) {
+    for (size_t i = 0; i < r.attention.size(); ++i) {
+      const AttentionMap<double>& a = r.attention[i];
+      const std::string& path = a.path;
+      const Tensor<double>& P = a.P;
+      // Roles are tagged where the model is built; here they are checked against the paths.
       const bool source_side = path.rfind("enc.", 0) == 0;
       const bool cross = path.find("xattn") != std::string::npos;
+      EXPECT_EQ(a.role.kind, cross ? AttnKind::kCross : AttnKind::kSelf) << path;
+      const bool encoder_stack = source_side || arch == "encoder";
+      EXPECT_EQ(a.role.stack, encoder_stack ? AttnStack::kEncoder : AttnStack::kDecoder) << path;
+      EXPECT_EQ(a.role.layer, path.find("blocks.1.") != std::string::npos ? 1 : 0) << path;
       const int64_t T = source_side ? 4 : 5, S = source_side || cross ? 4 : 5;
       ASSERT_EQ(P.shape(), (Shape{2, 2, T, S})) << path;
       const BoolTensor& keys = source_side || cross ? b.src_mask : b.mask;
@@ -287,7 +295,7 @@ TEST(Model, AttentionMapsByModulePathWithRowsSummingToOne) {
             EXPECT_NEAR(s, 1.0, 1e-12) << path << " b" << bb << " h" << h << " t" << t;
           }
     }
-    EXPECT_EQ(&r.attention_map(paths.back()), &r.attention.back().second);
+    EXPECT_EQ(&r.attention_map(paths.back()), &r.attention.back().P);
   }
   Model<double> m(tiny("decoder"), 1);
   ForwardResult<double> r = m.forward(tiny_batch(tiny("decoder")), true);

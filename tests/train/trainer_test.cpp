@@ -342,18 +342,32 @@ TEST(Evaluate, PronounReferentAttentionPerLayerAndHead) {
   Model<float> model(cfg.model, 0);
   const EvalResult r = evaluate(model, *task, Split::kVal, 64, 100);
   EXPECT_EQ(r.score.examples, 100);
-  const ReferentAttention& a = r.referent;
-  ASSERT_EQ(a.modules.size(), 2u);
-  EXPECT_EQ(a.modules[1], "blocks.1.attn");
-  EXPECT_EQ(a.heads, 2);
-  EXPECT_EQ(a.sentences, 100);
-  for (size_t m = 0; m < 2; ++m)
-    for (int64_t h = 0; h < 2; ++h) {
-      EXPECT_GT(a.referent[m][h], 0.0);
-      EXPECT_LT(a.referent[m][h] + a.distractor[m][h], 1.0);
-      EXPECT_GE(a.wins[m][h], 0.0);
-      EXPECT_LE(a.wins[m][h], 1.0);
+  // The task's probe reports per module and head, through the generic probe interface.
+  ASSERT_EQ(r.probes.size(), 1u);
+  const ProbeReport* rep = r.probe("referent_attention");
+  ASSERT_NE(rep, nullptr);
+  const json& d = rep->detail;
+  ASSERT_EQ(d["modules"].size(), 2u);
+  EXPECT_EQ(d["modules"][1], "blocks.1.attn");
+  EXPECT_EQ(d["sentences"], 100);
+  for (size_t m = 0; m < 2; ++m) {
+    ASSERT_EQ(d["referent"][m].size(), 2u);
+    for (size_t h = 0; h < 2; ++h) {
+      const double ref = d["referent"][m][h], dis = d["distractor"][m][h], wins = d["wins"][m][h];
+      EXPECT_GT(ref, 0.0);
+      EXPECT_LT(ref + dis, 1.0);
+      EXPECT_GE(wins, 0.0);
+      EXPECT_LE(wins, 1.0);
     }
+  }
+  // The metrics are the best head's, and the focus names it.
+  const std::string best = d["best_head"]["module"];
+  const size_t bm = best == "blocks.0.attn" ? 0 : 1, bh = d["best_head"]["head"];
+  ASSERT_EQ(rep->metrics.size(), 3u);
+  EXPECT_EQ(rep->metrics[0].second, d["referent"][bm][bh].get<double>());
+  EXPECT_EQ(rep->metrics[2].second, d["wins"][bm][bh].get<double>());
+  EXPECT_EQ(rep->focus.module, best);
+  EXPECT_NE(rep->summary.find("referent > distractor"), std::string::npos) << rep->summary;
   EXPECT_TRUE(model.training());  // evaluate restores the mode
   const ProbeAttention p = probe_attention(model, *task, task->probe());
   EXPECT_EQ(p.tokens[p.position], "it");

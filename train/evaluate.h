@@ -1,0 +1,54 @@
+// Evaluation of a model on a task's split: mean loss, the task's score, and every probe the task
+// supplies (datasets/probe.h); and the attention of a task's probe sentence at its read-out row.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "datasets/task.h"
+#include "nn/batch_model.h"
+
+namespace qkv {
+
+struct EvalResult {
+  double loss = 0;  // mean cross-entropy over the split's non-ignored targets
+  Score score;
+  /// Each of the task's probes: (name, report), in the task's order.
+  std::vector<std::pair<std::string, ProbeReport>> probes;
+  /// True when a stop request (stop_requested()) ended the evaluation early.
+  bool interrupted = false;
+
+  /// The report of the probe called `name`, or nullptr.
+  const ProbeReport* probe(const std::string& name) const;
+  /// The first probe report with a focus head, or an empty HeadRef.
+  HeadRef focus() const;
+};
+
+/// Evaluates `model` (switched to eval mode, no graph) on the first `max_examples` of `split`
+/// (0 = all) in batches of `batch_size`; restores the model's training mode. Predictions are the
+/// argmax of the logits (decoder / seq2seq: at every target position, under teacher forcing).
+/// The task's probes see every batch (with attention maps when they need them). A stop request
+/// ends it between batches (result.interrupted).
+EvalResult evaluate(BatchModel<float>& model, const Task& task, Split split,
+                    int64_t batch_size = 256, int64_t max_examples = 0);
+
+/// The read-out row of every self-attention module on one sentence (the row at the batch's
+/// read-out position, or the last position for a decoder): [H][S] per module. Eval mode.
+struct ProbeAttention {
+  std::vector<std::string> tokens;
+  int64_t position = 0;
+  bool read_out = false;  // the task reads out at `position` (an encoder task)
+  std::vector<std::pair<std::string, std::vector<std::vector<double>>>> rows;
+};
+ProbeAttention probe_attention(BatchModel<float>& model, const Task& task, const std::string& text);
+
+/// Argmax over the last axis of `logits`, shaped like the targets ([B] or [B, T]).
+IndexTensor argmax(const Tensor<float>& logits, const Shape& shape);
+/// Targets that are not -1.
+int64_t count_targets(const Batch& b);
+/// Real (unmasked) tokens of the batch, source included.
+int64_t count_tokens(const Batch& b);
+
+}  // namespace qkv
