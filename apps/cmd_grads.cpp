@@ -28,7 +28,7 @@
 #include "datasets/batch_io.h"
 #include "nn/config.h"
 #include "nn/model.h"
-#include "train/checkpoint.h"
+#include "train/load.h"
 
 namespace qkv::cli {
 namespace {
@@ -37,17 +37,6 @@ struct GradsArgs {
   std::string checkpoint, batch, out;
   std::string dtype = "float32";
 };
-
-/// The model a checkpoint describes: config parsed and validated, parameters checked against the
-/// names and shapes that config implies, in eval mode (dropout off).
-std::unique_ptr<Model<float>> load_model(const std::string& path) {
-  ModelConfig config;
-  const Checkpoint ckpt = load_model_checkpoint(path, config);  // exactly its model's parameters
-  auto model = std::make_unique<Model<float>>(config, /*seed=*/0);
-  model->load_parameters(ckpt.params);
-  model->eval();
-  return model;
-}
 
 /// What read_batch checks a batch file against: the model's vocabularies and lengths.
 BatchSpec spec_of(const ModelConfig& c) {
@@ -105,7 +94,7 @@ void run(Model<T>& model, const Batch& batch, const GradsArgs& a) {
 }
 
 void grads(const GradsArgs& a) {
-  std::unique_ptr<Model<float>> model = load_model(a.checkpoint);
+  std::unique_ptr<Model<float>> model = load_model(a.checkpoint).model;
   const Batch batch = read_batch(a.batch, spec_of(model->config()));
   if (a.dtype == "float64") {
     Model<double> model64 = convert_model<double>(*model);

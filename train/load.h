@@ -19,8 +19,12 @@ struct TrainedModel {
   std::unique_ptr<Model<float>> model;  // in eval mode
 };
 
-/// Loads and validates `path` and rebuilds its task and model. Throws qkv::Error naming the file
-/// on any problem (a checkpoint with no task config included).
+/// Loads and validates `path` and rebuilds its model (ckpt and model; no task): for tools that
+/// need no task, and checkpoints written by other programs without one. Throws qkv::Error naming
+/// the file on any problem.
+TrainedModel load_model(const std::string& path);
+/// load_model(), then rebuilds the task it was trained on. A checkpoint with no task config is a
+/// qkv::Error naming the file.
 TrainedModel load_trained(const std::string& path);
 
 }  // namespace qkv

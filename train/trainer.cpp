@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "nn/model.h"
 #include "train/clip.h"
+#include "train/load.h"
 #include "train/plot.h"
 
 namespace qkv {
@@ -153,19 +154,10 @@ std::pair<std::string, bool> resume_folder(const std::string& checkpoint, std::s
 
 std::unique_ptr<Trainer> Trainer::resume(const std::string& checkpoint, TrainerOptions options,
                                          const json& train_overrides) {
-  ModelConfig config;
-  const Checkpoint ck = load_model_checkpoint(checkpoint, config);
-  std::unique_ptr<Task> task;
-  try {
-    const StoredVocab stored{ck.vocab, ck.src_vocab};
-    task = make_task_from_config(ck.task_config, &stored);
-    check_model_fits(config, *task);
-  } catch (const Error& e) {
-    fail("checkpoint '{}': {}", checkpoint, e.what());
-  }
-  const TrainConfig train = resumed_train_config(ck, checkpoint, train_overrides);
-  return resume_from(ck, checkpoint, std::move(task),
-                     std::make_unique<Model<float>>(config, train.seed), train, std::move(options));
+  TrainedModel l = load_trained(checkpoint);  // the one loading path, stored vocabulary too
+  const TrainConfig train = resumed_train_config(l.ckpt, checkpoint, train_overrides);
+  return resume_from(l.ckpt, checkpoint, std::move(l.task), std::move(l.model), train,
+                     std::move(options));
 }
 
 std::unique_ptr<Trainer> Trainer::resume(const std::string& checkpoint, std::unique_ptr<Task> task,

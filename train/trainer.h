@@ -35,6 +35,7 @@
 #include "datasets/task.h"
 #include "nn/batch_model.h"
 #include "nn/config.h"
+#include "nn/model.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"

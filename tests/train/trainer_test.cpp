@@ -238,7 +238,7 @@ TEST(Trainer, InterruptAndResumeEqualsOneRun) {
   ASSERT_EQ(Trainer(cfg, quiet(full.path())).run().status, TrainResult::Status::kCompleted);
 
   TrainerOptions o = quiet(part.path());
-  o.after_backward = [](int64_t step, Model<float>&) {
+  o.after_backward = [](int64_t step, BatchModel<float>&) {
     if (step == 17) request_stop();  // as SIGINT would: the step finishes, then a checkpoint
   };
   const TrainResult stopped = Trainer(cfg, o).run();
@@ -278,7 +278,7 @@ TEST(Trainer, StopsOnANonFiniteGradientNamingStepAndParameter) {
   cfg.train.save_every = 5;
   cfg.train.keep = 10;
   TrainerOptions o = quiet(dir.path());
-  o.after_backward = [](int64_t step, Model<float>& m) {
+  o.after_backward = [](int64_t step, BatchModel<float>& m) {
     if (step == 7) m.parameter("blocks.0.attn.W_Q.weight").grad()[3] = NAN;
   };
   const TrainResult r = Trainer(cfg, o).run();
