@@ -135,8 +135,10 @@ void report_unknown(const std::string& task, const TokenCount (&counts)[3], Leve
   for (Split s : kAllSplits) {
     const TokenCount& c = counts[static_cast<int>(s)];
     if (c.unknown == 0) continue;
+    const char* unit = level == Level::kWord ? (c.unknown == 1 ? "word" : "words")
+                                             : (c.unknown == 1 ? "character" : "characters");
     fmt::print(stderr, "{}: {} has {} unknown {} of {} ({:.1f}%), read as {}\n", task,
-               split_name(s), c.unknown, level == Level::kWord ? "words" : "characters", c.tokens,
+               split_name(s), c.unknown, unit, c.tokens,
                100.0 * double(c.unknown) / double(c.tokens), Vocab::kUnk);
   }
 }

@@ -87,7 +87,7 @@ std::string classify_file() {
 }
 
 TEST(Classify, LabelsSortedClsReadOutAndVocabularyFromTrainOnly) {
-  ClassifyTask t({{"data", classify_file()}});
+  ClassifyTask t(json{{"data", classify_file()}});
   EXPECT_EQ(t.labels(), (std::vector<std::string>{"neg", "pos"}));
   EXPECT_EQ(t.n_out(), 2);
   EXPECT_EQ(t.class_name(1), "pos");
@@ -107,7 +107,7 @@ TEST(Classify, LabelsSortedClsReadOutAndVocabularyFromTrainOnly) {
 }
 
 TEST(Classify, UnknownWordsReadAsUnkAndAreCounted) {
-  ClassifyTask t({{"data", classify_file()}});
+  ClassifyTask t(json{{"data", classify_file()}});
   EXPECT_EQ(t.unknown_tokens(Split::kTrain), 0);
   EXPECT_EQ(t.unknown_tokens(Split::kVal), 2);  // "a", "zebra"
   EXPECT_EQ(t.total_tokens(Split::kVal), 4);    // <cls> a good zebra
@@ -127,7 +127,7 @@ TEST(Classify, QueryWordIsTheReadOutAndBracketsMarkItInEncode) {
               {"query", "It"}},
              {{"text", "The table held the cup"}, {"label", "table"}, {"split", "val"}},
              {{"text", "it fell"}, {"label", "cup"}, {"split", "test"}, {"query", "it"}}}));
-  ClassifyTask t({{"data", path}});
+  ClassifyTask t(json{{"data", path}});
   const Batch b = t.batch(Split::kTrain, {0, 1});
   EXPECT_EQ(b.positions[0], 7);  // the, cup, fell, off, the, table, because, [it]
   EXPECT_EQ(t.vocab().token(b.tokens[7]), "it");
@@ -136,7 +136,7 @@ TEST(Classify, QueryWordIsTheReadOutAndBracketsMarkItInEncode) {
   EXPECT_EQ(t.probe(), "the cup fell off the table because [it] was slippery");  // val has <unk>
 
   const Batch e = t.encode("the cup fell because [it] was slippery");
-  EXPECT_EQ(e.positions[0], 3);
+  EXPECT_EQ(e.positions[0], 4);  // the cup fell because [it]
   EXPECT_EQ(e.targets[0], -1);
   EXPECT_EQ(t.vocab().decode(row(e, 0)), "the cup fell because it was slippery");
   const Batch c = t.encode("the cup fell");
@@ -151,7 +151,7 @@ TEST(Classify, QueryWordIsTheReadOutAndBracketsMarkItInEncode) {
 TEST(Classify, MalformedRecordsNameTheFileAndLine) {
   auto message = [](const std::string& name, const std::string& text) {
     const std::string path = write_file(name, text);
-    return error_of([&] { ClassifyTask({{"data", path}}); });
+    return error_of([&] { ClassifyTask(json{{"data", path}}); });
   };
   const std::string ok = R"({"text": "a b", "label": "x"})"
                          "\n";
@@ -176,18 +176,18 @@ TEST(Classify, MalformedRecordsNameTheFileAndLine) {
   EXPECT_EQ(error_of([] { ClassifyTask(json::object()); }),
             "classify: no data file given: pass --data FILE (or \"data\" in the config's task)");
   EXPECT_EQ(error_of([] {
-              ClassifyTask({{"data", "/nonexistent/x.jsonl"}});
+              ClassifyTask(json{{"data", "/nonexistent/x.jsonl"}});
             }),
             "cannot open classify data file '/nonexistent/x.jsonl' (does it exist?)");
 }
 
 TEST(Classify, GivenLabelsFixTheClassesAndAnUnlistedLabelIsNamed) {
   const std::string path = classify_file();
-  ClassifyTask t({{"data", path}, {"labels", {"pos", "neg", "meh"}}});
+  ClassifyTask t(json{{"data", path}, {"labels", {"pos", "neg", "meh"}}});
   EXPECT_EQ(t.n_out(), 3);
   EXPECT_EQ(t.batch(Split::kTrain, {0}).targets[0], 0);  // "pos" is class 0 now
   EXPECT_EQ(error_of([&] {
-              ClassifyTask({{"data", path}, {"labels", {"pos", "meh"}}});
+              ClassifyTask(json{{"data", path}, {"labels", {"pos", "meh"}}});
             }),
             path + ":2: label 'neg' is not one of the task's labels (pos, meh)");
 }
@@ -237,7 +237,7 @@ std::string pairs_file() {
 }
 
 TEST(Seq2Seq, BatchesAreBosTargetsEosOverTheSource) {
-  Seq2SeqTask t({{"data", pairs_file()}});
+  Seq2SeqTask t(json{{"data", pairs_file()}});
   EXPECT_EQ(t.src_vocab().tokens(), (std::vector<std::string>{"<pad>", "<unk>", "one", "two"}));
   EXPECT_EQ(t.vocab().tokens(),
             (std::vector<std::string>{"<pad>", "<unk>", "<bos>", "<eos>", "1", "2"}));
@@ -261,22 +261,24 @@ TEST(Seq2Seq, BatchesAreBosTargetsEosOverTheSource) {
 }
 
 TEST(Seq2Seq, CharacterLevelAndMessages) {
-  Seq2SeqTask t({{"data", pairs_file()}, {"level", "char"}});
+  Seq2SeqTask t(json{{"data", pairs_file()}, {"level", "char"}});
   EXPECT_EQ(t.src_vocab().level(), Level::kChar);
   EXPECT_EQ(t.src_max_len(), 9);  // "three one"
   const std::string bad = write_file("bad_pairs.jsonl", R"({"source": "a"})"
-                                                        "
-");
+                                                        "\n");
   EXPECT_EQ(error_of([&] {
-    Seq2SeqTask({{"data", bad}}); }), bad + ":1: missing field 'target'");
+              Seq2SeqTask(json{{"data", bad}});
+            }),
+            bad + ":1: missing field 'target'");
   const std::string empty = write_file("empty_pairs.jsonl", R"({"source": "a", "target": " "})"
-                                                            "
-");
+                                                            "\n");
   EXPECT_EQ(error_of([&] {
-    Seq2SeqTask({{"data", empty}}); }),
+              Seq2SeqTask(json{{"data", empty}});
+            }),
             empty + ":1: field 'target' is empty");
   EXPECT_EQ(error_of([&] {
-    Seq2SeqTask({{"data", bad}, {"level", "byte"}}); }),
+              Seq2SeqTask(json{{"data", bad}, {"level", "byte"}});
+            }),
             "seq2seq: option 'level' must be \"word\" or \"char\", got \"byte\"");
 }
 
@@ -308,7 +310,7 @@ TEST(LM, CharactersInOneArrayContiguousSplitsAndTrainOnlyVocabulary) {
   text += "abababcaba";   // val
   text += "dbababab\nb";  // test
   const std::string path = write_file("chars.txt", text);
-  LMTask t({{"data", path}, {"block_size", 4}});
+  LMTask t(json{{"data", path}, {"block_size", 4}});
   EXPECT_EQ(t.vocab().tokens(), (std::vector<std::string>{"<pad>", "<unk>", "a", "b"}));
   EXPECT_EQ(t.total_tokens(Split::kTrain), 180);
   EXPECT_EQ(t.total_tokens(Split::kVal), 10);
@@ -322,7 +324,7 @@ TEST(LM, CharactersInOneArrayContiguousSplitsAndTrainOnlyVocabulary) {
   EXPECT_EQ(t.decode(v.targets.data), "b<unk>ab");
   EXPECT_EQ(t.options()["block_size"], 4);
   // The default block_size shrinks to fit the shortest split.
-  LMTask d({{"data", path}});
+  LMTask d(json{{"data", path}});
   EXPECT_EQ(d.max_len(), 9);
   EXPECT_EQ(d.options()["block_size"], 9);
 }
@@ -331,12 +333,12 @@ TEST(LM, WordLevelPromptsAndMessages) {
   std::string text;
   for (int i = 0; i < 30; ++i) text += "The cat sat. The dog ran!\n";
   const std::string path = write_file("words.txt", text);
-  LMTask t({{"data", path}, {"level", "word"}, {"val_fraction", 0.1}, {"test_fraction", 0.1}});
+  LMTask t(json{{"data", path}, {"level", "word"}, {"val_fraction", 0.1}, {"test_fraction", 0.1}});
   EXPECT_EQ(t.vocab().tokens(), (std::vector<std::string>{"<pad>", "<unk>", "!", ".", "cat", "dog",
                                                           "ran", "sat", "the"}));
   EXPECT_EQ(
       t.total_tokens(Split::kTrain) + t.total_tokens(Split::kVal) + t.total_tokens(Split::kTest),
-      300);
+      240);
   const Batch p = t.encode("the cat", /*with_answer=*/false);
   EXPECT_EQ(t.decode(p.tokens.data), "the cat");
   EXPECT_EQ(p.targets[0], -1);
@@ -344,12 +346,12 @@ TEST(LM, WordLevelPromptsAndMessages) {
 
   const std::string bad = write_file("bad.txt", "fine line\nbad \xff byte\n");
   EXPECT_EQ(error_of([&] {
-              LMTask({{"data", bad}});
+              LMTask(json{{"data", bad}});
             }).rfind(bad + ":2: not valid UTF-8 text", 0),
             0u);
   const std::string tiny = write_file("tiny.txt", "abc");
   EXPECT_EQ(error_of([&] {
-              LMTask({{"data", tiny}});
+              LMTask(json{{"data", tiny}});
             }).rfind("lm: '" + tiny + "' is too short", 0),
             0u);
 }
