@@ -8,18 +8,18 @@
 namespace qkv::cli {
 namespace {
 
-/// An option's value as a person reads it: strings bare, null as "none" (or "required").
-std::string shown(const nlohmann::json& v, const char* null_text) {
-  if (v.is_null()) return null_text;
+/// An option's value as a person reads it: strings bare, null as "none".
+std::string shown(const nlohmann::json& v) {
+  if (v.is_null()) return "none";
   if (v.is_string()) return v.get<std::string>();
   return v.dump();
 }
 
 /// "key=value, …" of an options object.
-std::string options_text(const nlohmann::json& options, const char* null_text) {
+std::string options_text(const nlohmann::json& options) {
   std::string out;
   for (auto it = options.begin(); it != options.end(); ++it)
-    out += fmt::format("{}{}={}", out.empty() ? "" : ", ", it.key(), shown(*it, null_text));
+    out += fmt::format("{}{}={}", out.empty() ? "" : ", ", it.key(), shown(*it));
   return out;
 }
 
@@ -31,7 +31,6 @@ std::string task_lines() {
   for (const TaskInfo& info : registered_tasks()) {
     nlohmann::json model, options;
     std::string arch;
-    const char* null_text = "none";
     if (info.describe.is_null()) {
       const std::unique_ptr<Task> task = make_task(info.name);
       arch = task->arch();
@@ -41,15 +40,15 @@ std::string task_lines() {
       arch = info.describe.at("arch").get<std::string>();
       model = info.describe.at("model");
       options = info.describe.at("options");
-      null_text = "(none)";
     }
     if (options.contains("data") && options["data"].is_null() && !info.describe.is_null())
       options["data"] = "FILE (required)";
+    const int64_t layers = model.at("n_layers").get<int64_t>();
     const std::string sizes =
-        fmt::format("d_model {}, {} layers, {} heads", model.at("d_model").dump(),
-                    model.at("n_layers").dump(), model.at("n_heads").dump());
-    out += fmt::format("{:<9} {:<8} {:<30} {} | options: {}\n", info.name, arch, sizes,
-                       info.summary, options_text(options, null_text));
+        fmt::format("d_model {}, {} layer{}, {} heads", model.at("d_model").dump(), layers,
+                    layers == 1 ? "" : "s", model.at("n_heads").dump());
+    out += fmt::format("{:<9} {:<8} {:<31} {} | options: {}\n", info.name, arch, sizes,
+                       info.summary, options_text(options));
   }
   return out;
 }

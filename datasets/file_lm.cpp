@@ -129,11 +129,14 @@ LMTask::LMTask(const nlohmann::json& j, const StoredVocab* stored) {
             shortest);
   options_["block_size"] = w_.block;
 
-  if (!moved) {
-    const int64_t len =
-        std::min<int64_t>({level == Level::kWord ? 8 : 40, w_.block, w_.length(Split::kVal)});
-    const auto at = w_.ids.begin() + w_.begin[1];
-    probe_ = vocab_.decode(std::vector<int32_t>(at, at + len));
+  // The probe: the start of val, or of train, whichever has no <unk> in it first.
+  for (Split s : {Split::kVal, Split::kTrain}) {
+    const int64_t len = std::min<int64_t>({level == Level::kWord ? 8 : 40, w_.block, w_.length(s)});
+    const auto at = w_.ids.begin() + w_.begin[static_cast<int>(s)];
+    const std::vector<int32_t> ids(at, at + len);
+    if (len == 0 || std::count(ids.begin(), ids.end(), vocab_.unk_id()) > 0) continue;
+    probe_ = vocab_.decode(ids);
+    break;
   }
 }
 
@@ -141,7 +144,7 @@ nlohmann::json LMTask::describe() {
   nlohmann::json options = data_option_defaults(kValFraction, kTestFraction);
   options["level"] = "char";
   options["block_size"] =
-      fmt::format("{} (char) or {} (word), less for a short text", kCharBlock, kWordBlock);
+      fmt::format("{} chars or {} words (less for a short text)", kCharBlock, kWordBlock);
   return {{"arch", "decoder"},
           {"options", options},
           {"model", {{"d_model", 64}, {"n_layers", 2}, {"n_heads", 4}}}};
@@ -162,11 +165,11 @@ nlohmann::json LMTask::default_model_config() const {
           {"dropout", 0.0},    {"ln_eps", 1e-5}};
 }
 
-// About two passes over the training text's tokens (300 to 3000 steps).
+// About two passes over the training text's tokens, 600 to 3000 steps.
 nlohmann::json LMTask::default_train_config() const {
   const int64_t batch = 32;
   const int64_t steps =
-      std::clamp<int64_t>(2 * w_.length(Split::kTrain) / (batch * w_.block), 300, 3000);
+      std::clamp<int64_t>(2 * w_.length(Split::kTrain) / (batch * w_.block), 600, 3000);
   return {{"steps", steps},
           {"batch_size", batch},
           {"lr", 3e-3},

@@ -74,7 +74,7 @@ TEST(FileTasksTrainBriefly, ClassifyFindsTheWordThatDecides) {
       text += (k ? " " : "") + (k == at ? groups[g][rng() % 3] : filler[rng() % filler.size()]);
     lines.push_back(json{{"text", text}, {"label", labels[g]}}.dump());
   }
-  json o = small(250, 3e-3);
+  json o = small(100, 3e-3);
   o["task"] = {{"data", write_lines("feelings.jsonl", lines)}};
   const Brief b = train_briefly("classify", o);
   EXPECT_LT(b.before.score.accuracy(), 0.6);
@@ -97,7 +97,7 @@ TEST(FileTasksTrainBriefly, Seq2SeqTranslatesWordsToDigits) {
     }
     lines.push_back(json{{"source", source}, {"target", target}}.dump());
   }
-  json o = small(300, 3e-3);
+  json o = small(150, 3e-3);
   o["task"] = {{"data", write_lines("digits.jsonl", lines)}};
   const Brief b = train_briefly("seq2seq", o);
   EXPECT_LT(b.before.score.token_accuracy(), 0.3);
@@ -128,7 +128,7 @@ TEST(FileTasksTrainBriefly, LMBeatsTheUnigramModel) {
   double unigram = 0;
   for (const auto& [id, c] : counts) unigram -= c / total * std::log(c / total);
 
-  json o = small(200, 3e-3);
+  json o = small(120, 3e-3);
   o["task"] = task;
   const Brief b = train_briefly("lm", o);
   std::printf("unigram entropy %.3f nats/char\n", unigram);
