@@ -74,7 +74,7 @@ TEST(FileTasksTrainBriefly, ClassifyFindsTheWordThatDecides) {
       text += (k ? " " : "") + (k == at ? groups[g][rng() % 3] : filler[rng() % filler.size()]);
     lines.push_back(json{{"text", text}, {"label", labels[g]}}.dump());
   }
-  json o = small(100, 3e-3);
+  json o = small(160, 3e-3);
   o["task"] = {{"data", write_lines("feelings.jsonl", lines)}};
   const Brief b = train_briefly("classify", o);
   EXPECT_LT(b.before.score.accuracy(), 0.6);
