@@ -142,9 +142,7 @@ Batch CharLMTask::batch(Split split, const std::vector<int64_t>& indices) const 
 }
 
 Batch CharLMTask::encode(const std::string& text, bool with_answer) const {
-  std::vector<int32_t> tokens = vocab_.encode(text);  // unknown characters throw
-  QKV_CHECK(!tokens.empty(), "charlm: the prompt is empty");
-  return w_.prompt(std::move(tokens), with_answer);
+  return w_.prompt(vocab_.encode(text), with_answer);  // unknown tokens throw
 }
 
 nlohmann::json CharLMTask::default_model_config() const {

@@ -154,9 +154,7 @@ nlohmann::json ClassifyTask::describe() {
   nlohmann::json options = data_option_defaults(kValFraction, kTestFraction);
   options["labels"] = "the data's, sorted";
   options["max_len"] = fmt::format("the longest text (at most {})", kMaxLenCap);
-  return {{"arch", "encoder"},
-          {"options", options},
-          {"model", {{"d_model", 64}, {"n_layers", 2}, {"n_heads", 4}}}};
+  return {{"arch", "encoder"}, {"options", options}, {"model", small_model_summary()}};
 }
 
 int64_t ClassifyTask::size(Split split) const {
@@ -209,20 +207,7 @@ std::string ClassifyTask::class_name(int32_t c) const {
 }
 
 nlohmann::json ClassifyTask::default_model_config() const {
-  return {{"arch", "encoder"},
-          {"vocab_size", vocab_.size()},
-          {"max_len", max_len_},
-          {"d_model", 64},
-          {"n_heads", 4},
-          {"n_layers", 2},
-          {"d_ff", 256},
-          {"activation", "gelu"},
-          {"norm", "pre"},
-          {"pos", "learned"},
-          {"tie_embeddings", false},
-          {"n_out", n_out()},
-          {"dropout", 0.1},
-          {"ln_eps", 1e-5}};
+  return small_model_config(*this, /*tie_embeddings=*/false, /*dropout=*/0.1);
 }
 
 // About 5 passes over the training split (200 to 2000 steps). On examples/data/sentiment.jsonl
@@ -231,15 +216,7 @@ nlohmann::json ClassifyTask::default_train_config() const {
   const int64_t n = std::max<int64_t>(1, size(Split::kTrain));
   const int64_t batch = std::min<int64_t>(32, n);
   const int64_t steps = std::clamp<int64_t>(5 * n / batch, 200, 2000);
-  return {{"steps", steps},
-          {"batch_size", batch},
-          {"lr", 2e-3},
-          {"optimizer", "adamw"},
-          {"weight_decay", 0.01},
-          {"warmup", steps / 10},
-          {"schedule", "cosine"},
-          {"clip", 1.0},
-          {"eval_every", std::max<int64_t>(50, steps / 5)}};
+  return data_train_config(steps, batch, 2e-3);
 }
 
 }  // namespace qkv

@@ -131,6 +131,48 @@ Vocab sorted_vocab(const std::vector<std::string>& specials, std::vector<std::st
   return Vocab::build(specials, words, level);
 }
 
+namespace {
+constexpr int64_t kDModel = 64, kLayers = 2, kHeads = 4;
+}  // namespace
+
+nlohmann::json small_model_config(const Task& task, bool tie_embeddings, double dropout) {
+  nlohmann::json m = {{"arch", task.arch()},
+                      {"vocab_size", task.vocab().size()},
+                      {"max_len", task.max_len()},
+                      {"d_model", kDModel},
+                      {"n_heads", kHeads},
+                      {"n_layers", kLayers},
+                      {"d_ff", 4 * kDModel},
+                      {"activation", "gelu"},
+                      {"norm", "pre"},
+                      {"pos", "learned"},
+                      {"tie_embeddings", tie_embeddings},
+                      {"n_out", task.n_out()},
+                      {"dropout", dropout},
+                      {"ln_eps", 1e-5}};
+  if (task.arch() == "seq2seq") {
+    m["src_vocab_size"] = task.src_vocab().size();
+    m["src_max_len"] = task.src_max_len();
+  }
+  return m;
+}
+
+nlohmann::json small_model_summary() {
+  return {{"d_model", kDModel}, {"n_layers", kLayers}, {"n_heads", kHeads}};
+}
+
+nlohmann::json data_train_config(int64_t steps, int64_t batch_size, double lr) {
+  return {{"steps", steps},
+          {"batch_size", batch_size},
+          {"lr", lr},
+          {"optimizer", "adamw"},
+          {"weight_decay", 0.01},
+          {"warmup", steps / 10},
+          {"schedule", "cosine"},
+          {"clip", 1.0},
+          {"eval_every", std::max<int64_t>(50, steps / 5)}};
+}
+
 void report_unknown(const std::string& task, const TokenCount (&counts)[3], Level level) {
   for (Split s : kAllSplits) {
     const TokenCount& c = counts[static_cast<int>(s)];

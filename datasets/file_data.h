@@ -83,6 +83,16 @@ std::vector<int32_t> ids_or_unk(const Vocab& vocab, const std::vector<std::strin
 Vocab sorted_vocab(const std::vector<std::string>& specials, std::vector<std::string> words,
                    Level level);
 
+/// The default model of a data-file task: d_model 64, 2 layers, 4 heads, d_ff 256, GELU, pre-LN,
+/// learned positions, with the task's arch, vocabularies, lengths and classes (seq2seq adds
+/// src_vocab_size and src_max_len).
+nlohmann::json small_model_config(const Task& task, bool tie_embeddings, double dropout);
+/// The model summary `qkv tasks` shows for small_model_config().
+nlohmann::json small_model_summary();
+/// Training defaults: AdamW at `lr` with a cosine schedule, warm-up a tenth of the run, clipping
+/// at 1, an evaluation every fifth of the run (at least 50 steps apart).
+nlohmann::json data_train_config(int64_t steps, int64_t batch_size, double lr);
+
 /// For each split with unknown tokens, a note on stderr:
 ///   classify: val has 12 unknown words of 390 (3.1%), read as <unk>
 void report_unknown(const std::string& task, const TokenCount (&counts)[3], Level level);

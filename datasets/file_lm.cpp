@@ -145,24 +145,15 @@ nlohmann::json LMTask::describe() {
   options["level"] = "char";
   options["block_size"] =
       fmt::format("{} chars or {} words (less for a short text)", kCharBlock, kWordBlock);
-  return {{"arch", "decoder"},
-          {"options", options},
-          {"model", {{"d_model", 64}, {"n_layers", 2}, {"n_heads", 4}}}};
+  return {{"arch", "decoder"}, {"options", options}, {"model", small_model_summary()}};
 }
 
 Batch LMTask::encode(const std::string& text, bool with_answer) const {
-  std::vector<int32_t> tokens = vocab_.encode(text);  // unknown tokens throw
-  QKV_CHECK(!tokens.empty(), "lm: the prompt is empty");
-  return w_.prompt(std::move(tokens), with_answer);
+  return w_.prompt(vocab_.encode(text), with_answer);  // unknown tokens throw
 }
 
 nlohmann::json LMTask::default_model_config() const {
-  const int64_t V = vocab_.size();
-  return {{"arch", "decoder"}, {"vocab_size", V},        {"max_len", w_.block},
-          {"d_model", 64},     {"n_heads", 4},           {"n_layers", 2},
-          {"d_ff", 256},       {"activation", "gelu"},   {"norm", "pre"},
-          {"pos", "learned"},  {"tie_embeddings", true}, {"n_out", V},
-          {"dropout", 0.0},    {"ln_eps", 1e-5}};
+  return small_model_config(*this, /*tie_embeddings=*/true, /*dropout=*/0.0);
 }
 
 // About two passes over the training text's tokens, 600 to 3000 steps.
@@ -170,15 +161,7 @@ nlohmann::json LMTask::default_train_config() const {
   const int64_t batch = 32;
   const int64_t steps =
       std::clamp<int64_t>(2 * w_.length(Split::kTrain) / (batch * w_.block), 600, 3000);
-  return {{"steps", steps},
-          {"batch_size", batch},
-          {"lr", 3e-3},
-          {"optimizer", "adamw"},
-          {"weight_decay", 0.01},
-          {"warmup", steps / 10},
-          {"schedule", "cosine"},
-          {"clip", 1.0},
-          {"eval_every", std::max<int64_t>(50, steps / 5)}};
+  return data_train_config(steps, batch, 3e-3);
 }
 
 }  // namespace qkv

@@ -108,9 +108,7 @@ nlohmann::json Seq2SeqTask::describe() {
   options["level"] = "word";
   options["max_len"] = fmt::format("the longest target + 1 (at most {})", kMaxLenCap);
   options["src_max_len"] = fmt::format("the longest source (at most {})", kMaxLenCap);
-  return {{"arch", "seq2seq"},
-          {"options", options},
-          {"model", {{"d_model", 64}, {"n_layers", 2}, {"n_heads", 4}}}};
+  return {{"arch", "seq2seq"}, {"options", options}, {"model", small_model_summary()}};
 }
 
 int64_t Seq2SeqTask::size(Split split) const {
@@ -140,22 +138,7 @@ Batch Seq2SeqTask::encode(const std::string& text, bool /*with_answer*/) const {
 }
 
 nlohmann::json Seq2SeqTask::default_model_config() const {
-  return {{"arch", "seq2seq"},
-          {"vocab_size", vocab_.size()},
-          {"max_len", max_len_},
-          {"d_model", 64},
-          {"n_heads", 4},
-          {"n_layers", 2},
-          {"d_ff", 256},
-          {"activation", "gelu"},
-          {"norm", "pre"},
-          {"pos", "learned"},
-          {"tie_embeddings", true},
-          {"n_out", vocab_.size()},
-          {"dropout", 0.0},
-          {"ln_eps", 1e-5},
-          {"src_vocab_size", src_vocab_.size()},
-          {"src_max_len", src_max_len_}};
+  return small_model_config(*this, /*tie_embeddings=*/true, /*dropout=*/0.0);
 }
 
 // About 8 passes over the training split (200 to 3000 steps). On examples/data/dates.jsonl val
@@ -164,15 +147,7 @@ nlohmann::json Seq2SeqTask::default_train_config() const {
   const int64_t n = std::max<int64_t>(1, size(Split::kTrain));
   const int64_t batch = std::min<int64_t>(64, n);
   const int64_t steps = std::clamp<int64_t>(8 * n / batch, 200, 3000);
-  return {{"steps", steps},
-          {"batch_size", batch},
-          {"lr", 2e-3},
-          {"optimizer", "adamw"},
-          {"weight_decay", 0.01},
-          {"warmup", steps / 10},
-          {"schedule", "cosine"},
-          {"clip", 1.0},
-          {"eval_every", std::max<int64_t>(50, steps / 5)}};
+  return data_train_config(steps, batch, 2e-3);
 }
 
 }  // namespace qkv
