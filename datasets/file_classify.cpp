@@ -87,7 +87,7 @@ ClassifyTask::ClassifyTask(const nlohmann::json& j, const StoredVocab* stored) {
     QKV_CHECK(!parsed.empty(), "classify: data file '{}' has no records", d.data);
   }
   if (cut > 0)
-    fmt::print(stderr, "classify: {} texts longer than max_len {} were cut to it\n", cut, cap);
+    note_once(fmt::format("classify: {} texts longer than max_len {} were cut to it", cut, cap));
 
   // Classes.
   if (labels_.empty()) {

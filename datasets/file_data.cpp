@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include <fmt/core.h>
 
@@ -11,6 +12,11 @@
 #include "datasets/jsonl.h"
 
 namespace qkv {
+
+void note_once(const std::string& line) {
+  static std::set<std::string> said;
+  if (said.insert(line).second) fmt::print(stderr, "{}\n", line);
+}
 
 DataOptions read_data_options(TaskOptions& o, const std::string& task, double val_fraction,
                               double test_fraction) {
@@ -102,10 +108,10 @@ std::vector<DataRecord> read_split_records(const DataOptions& o, const std::stri
 bool data_moved(const std::string& task, const std::string& path, const StoredVocab* stored) {
   if (!stored || stored->vocab.empty() || path.empty() || std::filesystem::exists(path))
     return false;
-  fmt::print(stderr,
-             "qkv: note: {}'s data file '{}' is not there any more; using the checkpoint's "
-             "vocabulary ({} tokens), with empty splits\n",
-             task, path, stored->vocab.size());
+  note_once(
+      fmt::format("qkv: note: {}'s data file '{}' is not there any more; using the checkpoint's "
+                  "vocabulary ({} tokens), with empty splits",
+                  task, path, stored->vocab.size()));
   return true;
 }
 
@@ -179,9 +185,9 @@ void report_unknown(const std::string& task, const TokenCount (&counts)[3], Leve
     if (c.unknown == 0) continue;
     const char* unit = level == Level::kWord ? (c.unknown == 1 ? "word" : "words")
                                              : (c.unknown == 1 ? "character" : "characters");
-    fmt::print(stderr, "{}: {} has {} unknown {} of {} ({:.1f}%), read as {}\n", task,
-               split_name(s), c.unknown, unit, c.tokens,
-               100.0 * double(c.unknown) / double(c.tokens), Vocab::kUnk);
+    note_once(fmt::format("{}: {} has {} unknown {} of {} ({:.1f}%), read as {}", task,
+                          split_name(s), c.unknown, unit, c.tokens,
+                          100.0 * double(c.unknown) / double(c.tokens), Vocab::kUnk));
   }
 }
 

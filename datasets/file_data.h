@@ -66,7 +66,8 @@ std::vector<Split> assign_splits(const std::vector<std::optional<Split>>& tagged
                                  uint64_t seed);
 
 /// True when a trained model's task is being rebuilt (`stored` has a vocabulary) and its data
-/// file is gone; says so on stderr. The task then has empty splits and the stored vocabularies.
+/// file is gone; says so on stderr (once per process). The task then has empty splits and the
+/// stored vocabularies.
 bool data_moved(const std::string& task, const std::string& path, const StoredVocab* stored);
 
 /// Tokens read at one split and how many of them were not in the vocabulary.
@@ -93,7 +94,11 @@ nlohmann::json small_model_summary();
 /// at 1, an evaluation every fifth of the run (at least 50 steps apart).
 nlohmann::json data_train_config(int64_t steps, int64_t batch_size, double lr);
 
-/// For each split with unknown tokens, a note on stderr:
+/// Prints `line` and a newline on stderr unless this process printed it before: a run builds
+/// its task more than once (from the config, then in the trainer), and its notes would repeat.
+void note_once(const std::string& line);
+
+/// For each split with unknown tokens, a note on stderr (once per process for the same text):
 ///   classify: val has 12 unknown words of 390 (3.1%), read as <unk>
 void report_unknown(const std::string& task, const TokenCount (&counts)[3], Level level);
 

@@ -55,9 +55,9 @@ Seq2SeqTask::Seq2SeqTask(const nlohmann::json& j, const StoredVocab* stored) {
     QKV_CHECK(!parsed.empty(), "seq2seq: data file '{}' has no records", d.data);
   }
   if (cut > 0)
-    fmt::print(stderr,
-               "seq2seq: {} pairs longer than src_max_len {} / max_len {} (with <bos>) were cut\n",
-               cut, src_cap, cap);
+    note_once(fmt::format(
+        "seq2seq: {} pairs longer than src_max_len {} / max_len {} (with <bos>) were cut", cut,
+        src_cap, cap));
 
   if (stored && !stored->vocab.empty()) {
     QKV_CHECK(!stored->src_vocab.empty(),
