@@ -27,7 +27,7 @@ struct TrainArgs {
   double dropout = 0;
   int64_t seed = 0;
   int threads = 0;
-  bool force = false, skip_nonfinite = false;
+  bool force = false, skip_nonfinite = false, print_config = false;
 };
 
 nlohmann::json read_config_file(const std::string& path) {
@@ -75,7 +75,9 @@ void add_train(CLI::App& app) {
       "override the file. Writes metrics.jsonl, loss.svg, accuracy.svg and checkpoints "
       "(step-XXXXXX.h5, best.h5, last.h5) into --out. Ctrl-C finishes the step, saves and exits "
       "with status 130.");
-  cmd->add_option("--task", a->task, "Task: charlm, copy, modadd, numbers, pronoun, reverse, sort");
+  std::string names;
+  for (const std::string& n : known_tasks()) names += (names.empty() ? "" : ", ") + n;
+  cmd->add_option("--task", a->task, "Task: " + names + " ('qkv tasks' lists their options)");
   cmd->add_option("--config", a->config, "Config file (JSON with optional task, model, train)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--resume", a->resume, "Continue the run saved in this checkpoint, exactly")
@@ -84,6 +86,9 @@ void add_train(CLI::App& app) {
                   "Output folder (default: runs/<task>; with --resume, the "
                   "checkpoint's folder)");
   cmd->add_flag("--force", a->force, "Replace the run in a non-empty --out");
+  cmd->add_flag("--print-config", a->print_config,
+                "Print the effective configuration (task, model, train) as JSON that --config "
+                "accepts, and exit without training");
   cmd->add_option("--progress", a->progress,
                   "Progress display: auto (a bar on a terminal), bar, lines, quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
@@ -136,7 +141,8 @@ void add_train(CLI::App& app) {
   add("--dropout", &a->dropout, "model", "dropout", "Dropout probability")
       ->check(CLI::Range(0.0, 0.999));
   add("--data", &a->data, "task", "data",
-      "Data file: WinoGrande .jsonl (pronoun) or a text file (charlm)")
+      "Data file: WinoGrande .jsonl (pronoun), a text file (charlm, lm), a .jsonl file "
+      "(classify, seq2seq)")
       ->check(CLI::ExistingFile);
   {
     CLI::Option* o = cmd->add_flag("--skip-nonfinite", a->skip_nonfinite,
@@ -168,6 +174,8 @@ void add_train(CLI::App& app) {
           if (f.opt->count() > 0 && f.opt->check_name(name))
             fail("{} cannot be used with --resume: the checkpoint fixes it", name);
       if (!a->task.empty()) fail("--task cannot be used with --resume: the checkpoint fixes it");
+      if (a->print_config)
+        fail("--print-config cannot be used with --resume: the checkpoint holds the config");
       if (!a->config.empty())
         fail("--config cannot be used with --resume: the checkpoint holds the config");
       nlohmann::json train = nlohmann::json::object();
@@ -184,6 +192,10 @@ void add_train(CLI::App& app) {
       for (const Flag& f : *flags)
         if (f.opt->count() > 0) overrides[f.section][f.key] = f.value();
       const RunConfig cfg = resolve_run_config(a->task, file, overrides);
+      if (a->print_config) {
+        fmt::print("{}\n", cfg.to_json().dump(2));
+        return;
+      }
       if (o.out_dir.empty()) o.out_dir = "runs/" + cfg.task["name"].get<std::string>();
       set_threads(a->threads);
       trainer = std::make_unique<Trainer>(cfg, o);

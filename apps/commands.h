@@ -5,6 +5,8 @@
 // unreadable or invalid files) — thrown as qkv::Error and printed as one line by main().
 #pragma once
 
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace qkv::cli {
@@ -23,5 +25,9 @@ void add_generate(CLI::App& app);
 void add_graph(CLI::App& app);
 void add_explain(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_tasks(CLI::App& app);
+
+/// The text `qkv tasks` prints: one line per registered task.
+std::string task_lines();
 
 }  // namespace qkv::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("qkv ") + QKV_VERSION);
   app.require_subcommand(1);
   app.get_formatter()->column_width(34);
+  qkv::cli::add_tasks(app);
   qkv::cli::add_train(app);
   qkv::cli::add_eval(app);
   qkv::cli::add_attend(app);

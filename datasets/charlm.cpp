@@ -55,7 +55,7 @@ CharLMTask::CharLMTask(const nlohmann::json& j) {
   TaskOptions o("charlm", j);
   const uint64_t seed = o.seed();
   const std::string path = o.string("data", "");
-  block_ = o.integer("block_size", 64, 1, 65536);
+  w_.block = o.integer("block_size", 64, 1, 65536);
   o.finish();
   options_ = o.resolved();
 
@@ -71,29 +71,30 @@ CharLMTask::CharLMTask(const nlohmann::json& j) {
   std::set<std::string> distinct(chars.begin(), chars.end());
   // Code-point order: for valid UTF-8, byte order of the encodings is code-point order.
   vocab_ = Vocab::build({}, {distinct.begin(), distinct.end()}, Level::kChar);
-  ids_ = vocab_.ids(chars);
+  w_.ids = vocab_.ids(chars);
 
-  const auto n = static_cast<int64_t>(ids_.size());
+  const auto n = static_cast<int64_t>(w_.ids.size());
   const int64_t cuts[4] = {0, n * 90 / 100, n * 95 / 100, n};
   for (int s = 0; s < 3; ++s) {
-    begin_[s] = cuts[s];
-    end_[s] = cuts[s + 1];
+    w_.begin[s] = cuts[s];
+    w_.end[s] = cuts[s + 1];
   }
   const int64_t shortest =
-      std::min({end_[0] - begin_[0], end_[1] - begin_[1], end_[2] - begin_[2]});
-  QKV_CHECK(shortest >= block_ + 1,
+      std::min({w_.length(Split::kTrain), w_.length(Split::kVal), w_.length(Split::kTest)});
+  QKV_CHECK(shortest >= w_.block + 1,
             "charlm: {} has {} characters; with block_size {} each of the val and test chunks (5% "
             "of the text) needs at least {} characters, so the text needs about {} (use a longer "
             "text or a smaller block_size)",
-            name, n, block_, block_ + 1, 20 * (block_ + 1));
+            name, n, w_.block, w_.block + 1, 20 * (w_.block + 1));
 
   if (path.empty()) {
     probe_ = kDefaultProbe;  // its last block_size characters when it is longer
-    if (static_cast<int64_t>(probe_.size()) > block_)
-      probe_ = probe_.substr(probe_.size() - size_t(block_));
+    if (static_cast<int64_t>(probe_.size()) > w_.block)
+      probe_ = probe_.substr(probe_.size() - size_t(w_.block));
   } else {
-    const int64_t len = std::min<int64_t>({40, block_, end_[1] - begin_[1]});
-    std::vector<int32_t> p(ids_.begin() + begin_[1], ids_.begin() + begin_[1] + len);
+    const int64_t len = std::min<int64_t>({40, w_.block, w_.length(Split::kVal)});
+    const auto at = w_.ids.begin() + w_.begin[1];
+    std::vector<int32_t> p(at, at + len);
     probe_ = vocab_.decode(p);
   }
 }
@@ -107,7 +108,7 @@ std::unique_ptr<CharLMTask> CharLMTask::from_vocabulary(const nlohmann::json& op
   TaskOptions o("charlm", options);
   o.seed();
   o.string("data", "");
-  t->block_ = o.integer("block_size", 64, 1, 65536);
+  t->w_.block = o.integer("block_size", 64, 1, 65536);
   o.finish();
   t->options_ = o.resolved();
   t->vocab_ = Vocab(tokens, Level::kChar);
@@ -129,42 +130,24 @@ std::unique_ptr<Task> CharLMTask::rebuild(const nlohmann::json& options,
 }
 
 int64_t CharLMTask::chunk_length(Split split) const {
-  const int s = static_cast<int>(split);
-  return end_[s] - begin_[s];
+  return w_.length(split);
 }
 
 int64_t CharLMTask::size(Split split) const {
-  const int64_t len = chunk_length(split);
-  return split == Split::kTrain ? len - block_ : (len - 1) / block_;
+  return w_.size(split);
 }
 
 Batch CharLMTask::batch(Split split, const std::vector<int64_t>& indices) const {
-  check_indices(*this, split, indices);
-  const int s = static_cast<int>(split);
-  std::vector<std::vector<int32_t>> rows, targets;
-  for (int64_t i : indices) {
-    const int64_t start = begin_[s] + (split == Split::kTrain ? i : i * block_);
-    auto at = ids_.begin() + start;
-    rows.emplace_back(at, at + block_);
-    targets.emplace_back(at + 1, at + block_ + 1);
-  }
-  return pack_decoder(rows, targets);
+  return w_.batch(*this, split, indices);
 }
 
 Batch CharLMTask::encode(const std::string& text, bool with_answer) const {
-  std::vector<int32_t> tokens = vocab_.encode(text);  // unknown characters throw
-  QKV_CHECK(!tokens.empty(), "charlm: the prompt is empty");
-  if (static_cast<int64_t>(tokens.size()) > block_)
-    tokens.erase(tokens.begin(), tokens.end() - block_);
-  std::vector<int32_t> targets(tokens.size(), -1);
-  if (with_answer)
-    for (size_t i = 0; i + 1 < tokens.size(); ++i) targets[i] = tokens[i + 1];
-  return pack_decoder({tokens}, {targets});
+  return w_.prompt(vocab_.encode(text), with_answer);  // unknown tokens throw
 }
 
 nlohmann::json CharLMTask::default_model_config() const {
   const int64_t V = vocab_.size();
-  return {{"arch", "decoder"}, {"vocab_size", V},        {"max_len", block_},
+  return {{"arch", "decoder"}, {"vocab_size", V},        {"max_len", w_.block},
           {"d_model", 128},    {"n_heads", 4},           {"n_layers", 2},
           {"d_ff", 512},       {"activation", "gelu"},   {"norm", "pre"},
           {"pos", "learned"},  {"tie_embeddings", true}, {"n_out", V},

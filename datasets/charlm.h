@@ -1,12 +1,7 @@
 // The charlm task (decoder): a character-level language model over a UTF-8 text file.
 // The vocabulary is "<pad>" plus every distinct code point of the text, in code-point order. The
 // text is split into contiguous chunks: the first 90% of its characters are train, the next 5%
-// val, the last 5% test. An example is a window of block_size characters and the same window
-// shifted by one as targets:
-//   tokens   T  h  e  _  c  a          targets  h  e  _  c  a  t
-// Train windows start at every character (size = chunk length - block_size); val and test
-// windows do not overlap (start every block_size characters), so an evaluation reads each
-// character once.
+// val, the last 5% test. Examples are windows of block_size characters (token_windows.h).
 // Options: seed (0; picks the default corpus), data (a text file; default: a generated corpus of
 // sentences from the pronoun templates), block_size (64).
 #pragma once
@@ -17,6 +12,7 @@
 #include <vector>
 
 #include "datasets/task.h"
+#include "datasets/token_windows.h"
 
 namespace qkv {
 
@@ -42,7 +38,7 @@ class CharLMTask : public Task {
   std::string arch() const override { return "decoder"; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
-  int64_t max_len() const override { return block_; }
+  int64_t max_len() const override { return w_.block; }
   int64_t size(Split split) const override;
   Batch batch(Split split, const std::vector<int64_t>& indices) const override;
   /// text: a prompt (its last block_size characters are kept). with_answer: targets are the
@@ -62,9 +58,7 @@ class CharLMTask : public Task {
 
   nlohmann::json options_;
   Vocab vocab_;
-  int64_t block_ = 64;
-  std::vector<int32_t> ids_;  // the whole text
-  int64_t begin_[3] = {0, 0, 0}, end_[3] = {0, 0, 0};
+  TokenWindows w_;  // the whole text and its splits
   std::string probe_;
 };
 

@@ -59,6 +59,18 @@ std::string TaskOptions::string(const std::string& key, const std::string& def) 
   return v;
 }
 
+std::vector<std::string> TaskOptions::strings(const std::string& key) {
+  std::vector<std::string> v;
+  if (const nlohmann::json* j = find(key)) {
+    bool ok = j->is_array();
+    for (size_t i = 0; ok && i < j->size(); ++i) ok = (*j)[i].is_string();
+    QKV_CHECK(ok, "{}: option '{}' must be a list of strings, got {}", task_, key, j->dump());
+    v = j->get<std::vector<std::string>>();
+  }
+  resolved_[key] = v.empty() ? nlohmann::json(nullptr) : nlohmann::json(v);
+  return v;
+}
+
 void TaskOptions::finish() const {
   for (auto it = given_.begin(); it != given_.end(); ++it) {
     if (std::find(asked_.begin(), asked_.end(), it.key()) != asked_.end()) continue;

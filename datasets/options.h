@@ -21,6 +21,8 @@ class TaskOptions {
   double number(const std::string& key, double def, double lo, double hi);
   /// A string option ("" = absent when def is "").
   std::string string(const std::string& key, const std::string& def);
+  /// A list-of-strings option (empty when absent or null; resolved as null when empty).
+  std::vector<std::string> strings(const std::string& key);
   /// The "seed" option (a non-negative integer, default 0).
   uint64_t seed() { return static_cast<uint64_t>(integer("seed", 0, 0, INT64_MAX)); }
 

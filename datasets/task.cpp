@@ -4,6 +4,9 @@
 
 #include "core/error.h"
 #include "datasets/charlm.h"
+#include "datasets/file_classify.h"
+#include "datasets/file_lm.h"
+#include "datasets/file_seq2seq.h"
 #include "datasets/numbers.h"
 #include "datasets/pronoun.h"
 #include "datasets/sequence_tasks.h"
@@ -99,8 +102,13 @@ std::unique_ptr<Task> make_charlm(const nlohmann::json& options, const StoredVoc
 std::vector<TaskInfo>& registry() {
   static std::vector<TaskInfo> r = {
       {"charlm", "character-level language model over a UTF-8 text file (decoder)", make_charlm},
+      {"classify", "your own text classification from JSONL {text, label[, query]} (encoder)",
+       [](const auto& o, auto* s) { return std::make_unique<ClassifyTask>(o, s); },
+       ClassifyTask::describe()},
       {"copy", "copy a digit sequence (decoder)",
        [](const auto& o, auto*) { return std::make_unique<DigitTask>("copy", o); }},
+      {"lm", "your own language model over a UTF-8 text file, characters or words (decoder)",
+       [](const auto& o, auto* s) { return std::make_unique<LMTask>(o, s); }, LMTask::describe()},
       {"modadd", "(a + b) mod p, the grokking task (decoder)",
        [](const auto& o, auto*) { return std::make_unique<ModAddTask>(o); }},
       {"numbers", "number words to digits, \"forty two\" -> \"42\" (seq2seq)",
@@ -109,6 +117,9 @@ std::vector<TaskInfo>& registry() {
        [](const auto& o, auto*) { return std::make_unique<PronounTask>(o); }},
       {"reverse", "reverse a digit sequence (decoder)",
        [](const auto& o, auto*) { return std::make_unique<DigitTask>("reverse", o); }},
+      {"seq2seq", "your own translation pairs from JSONL {source, target} (seq2seq)",
+       [](const auto& o, auto* s) { return std::make_unique<Seq2SeqTask>(o, s); },
+       Seq2SeqTask::describe()},
       {"sort", "sort a digit sequence (decoder)",
        [](const auto& o, auto*) { return std::make_unique<DigitTask>("sort", o); }},
   };

@@ -143,6 +143,10 @@ struct TaskInfo {
   std::string name;     // what --task and the checkpoint's task config say
   std::string summary;  // one line for `qkv tasks`
   TaskFactory make;
+  /// For a task that make_task(name) cannot build from its defaults alone (it needs a data
+  /// file), what `qkv tasks` shows instead: {"arch": …, "options": {key: default, null =
+  /// required}, "model": {"d_model": …, "n_layers": …, "n_heads": …}}. Null for the others.
+  nlohmann::json describe = nullptr;
 };
 
 /// Adds a task to the registry; throws qkv::Error when the name is empty or already taken.

@@ -3,44 +3,26 @@
 #include <algorithm>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
+#include "datasets/jsonl.h"
 
 namespace qkv {
-namespace {
-
-std::string text_field(const nlohmann::json& j, const char* key, const std::string& where,
-                       bool required) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) {
-    QKV_CHECK(!required, "{}: missing field '{}'", where, key);
-    return "";
-  }
-  QKV_CHECK(it->is_string(), "{}: field '{}' must be a string, got {}", where, key, it->dump());
-  return it->get<std::string>();
-}
-
-}  // namespace
 
 WinoRecord parse_winogrande_line(const std::string& line, const std::string& where) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON ({})", where, e.what());
-  }
-  QKV_CHECK(j.is_object(), "{}: expected a JSON object, got {}", where, j.type_name());
+  return winogrande_record(parse_jsonl_line(line, where), where);
+}
+
+WinoRecord winogrande_record(const nlohmann::json& j, const std::string& where) {
   WinoRecord r;
-  r.qid = text_field(j, "qID", where, false);
-  r.sentence = text_field(j, "sentence", where, true);
-  r.option1 = text_field(j, "option1", where, true);
-  r.option2 = text_field(j, "option2", where, true);
+  r.qid = string_field(j, "qID", where, false);
+  r.sentence = string_field(j, "sentence", where, true);
+  r.option1 = string_field(j, "option1", where, true);
+  r.option2 = string_field(j, "option2", where, true);
   auto a = j.find("answer");
   if (a != j.end() && a->is_number_integer()) {
     r.answer = std::to_string(a->get<int64_t>());
   } else {
-    r.answer = text_field(j, "answer", where, false);
+    r.answer = string_field(j, "answer", where, false);
   }
   QKV_CHECK(r.answer.empty() || r.answer == "1" || r.answer == "2",
             "{}: field 'answer' must be \"1\" or \"2\", got \"{}\"", where, r.answer);
@@ -64,18 +46,10 @@ std::string format_winogrande_line(const WinoRecord& r) {
 }
 
 std::vector<WinoRecord> read_winogrande(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  QKV_CHECK(in.good(), "cannot open WinoGrande file '{}' (does it exist?)", path);
   std::vector<WinoRecord> out;
-  std::string line;
-  int64_t n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    out.push_back(parse_winogrande_line(line, fmt::format("{}:{}", path, n)));
-  }
-  QKV_CHECK(!in.bad(), "error reading '{}'", path);
+  read_jsonl(path, "WinoGrande", [&](const nlohmann::json& j, const std::string& where) {
+    out.push_back(winogrande_record(j, where));
+  });
   QKV_CHECK(!out.empty(), "WinoGrande file '{}' has no records", path);
   return out;
 }

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace qkv {
 
 struct WinoRecord {
@@ -26,6 +28,8 @@ struct WinoRecord {
 
 /// Parses one JSONL line; `where` ("file.jsonl:12") prefixes error messages.
 WinoRecord parse_winogrande_line(const std::string& line, const std::string& where);
+/// The record of one parsed JSON object (read_jsonl's); throws as parse_winogrande_line.
+WinoRecord winogrande_record(const nlohmann::json& j, const std::string& where);
 /// One line of JSON (no newline) with the keys in the order qID, sentence, option1, option2,
 /// answer (qID and answer left out when empty).
 std::string format_winogrande_line(const WinoRecord& r);

@@ -2,15 +2,41 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
+#include "test_files.h"
 
 namespace qkv {
 namespace {
 
+/// A small data file for the data-file tasks: `line(i)` for i in [0, n).
+template <typename F>
+std::string data_file(const std::string& name, int n, F line) {
+  const std::string path = test::temp_path(name);
+  std::ofstream out(path);
+  for (int i = 0; i < n; ++i) out << line(i) << '\n';
+  return path;
+}
+
 // Small versions of every task, so the whole-split checks stay fast.
 nlohmann::json small_options(const std::string& name) {
+  const char* words[] = {"red", "green", "blue"};
+  if (name == "classify")
+    return {{"data", data_file("c.jsonl", 30, [&](int i) {
+               return nlohmann::json{{"text", std::string("the ") + words[i % 3] + " one"},
+                                     {"label", words[i % 3]}}
+                   .dump();
+             })}};
+  if (name == "seq2seq")
+    return {{"data", data_file("s.jsonl", 30, [&](int i) {
+               return nlohmann::json{{"source", words[i % 3]}, {"target", std::to_string(i % 3)}}
+                   .dump();
+             })}};
+  if (name == "lm")
+    return {{"data", data_file("l.txt", 40, [&](int i) { return words[i % 3]; })},
+            {"block_size", 4}};
   if (name == "copy" || name == "reverse" || name == "sort")
     return {{"seed", 1}, {"n_train", 400}, {"n_val", 50}, {"n_test", 50}};
   if (name == "modadd") return {{"seed", 1}, {"p", 23}};
@@ -20,15 +46,16 @@ nlohmann::json small_options(const std::string& name) {
 }
 
 TEST(Factory, KnowsEveryTaskAndNamesThemWhenAskedForAnother) {
-  EXPECT_EQ(known_tasks(), (std::vector<std::string>{"charlm", "copy", "modadd", "numbers",
-                                                     "pronoun", "reverse", "sort"}));
+  EXPECT_EQ(known_tasks(),
+            (std::vector<std::string>{"charlm", "classify", "copy", "lm", "modadd", "numbers",
+                                      "pronoun", "reverse", "seq2seq", "sort"}));
   try {
     make_task("translate");
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
-              "unknown task 'translate' (known tasks: charlm, copy, modadd, numbers, pronoun, "
-              "reverse, sort)");
+              "unknown task 'translate' (known tasks: charlm, classify, copy, lm, modadd, numbers, "
+              "pronoun, reverse, seq2seq, sort)");
   }
   try {
     make_task("copy", {{"data", "x.txt"}});
