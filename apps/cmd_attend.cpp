@@ -106,10 +106,11 @@ void print_next_token(const Task& task, const Tensor<float>& logits) {
              task.vocab().token(static_cast<int32_t>(best)), 1.0 / z);
 }
 
-/// Keys shown per head: all when every head's rows fit in kLineBudget lines, else as many as do
-/// (3 at least). `bar_heads` heads print a row of S keys, with a title and a blank line each.
-int64_t keys_per_head(int64_t asked, int64_t bar_heads, int64_t S) {
-  if (asked == 0 || bar_heads == 0) return S;
+/// Keys shown per head: `asked`, or by default every key, except that a language model's long
+/// prompt shows as many as fit in kLineBudget lines (3 at least). `bar_heads` heads print a row
+/// of S keys, with a title and a blank line each.
+int64_t keys_per_head(int64_t asked, int64_t bar_heads, int64_t S, bool lm) {
+  if (asked == 0 || bar_heads == 0 || (asked < 0 && !lm)) return S;
   if (asked > 0) return std::min(asked, S);
   if (bar_heads * (S + 2) + 4 <= kLineBudget) return S;
   return std::clamp<int64_t>((kLineBudget - 4) / bar_heads - 3, 3, S);
@@ -216,7 +217,7 @@ void run_attend(AttendArgs a) {
         const int64_t q = std::min(readout, T - 1);
         fmt::print("{} head {} — attention of '{}' (query {}) over the sentence:\n", path, h,
                    tokens[size_t(q)], q);
-        print_row(Ph + q * S, S, keys_per_head(a.keys, bar_heads, S), keys, width, a.width);
+        print_row(Ph + q * S, S, keys_per_head(a.keys, bar_heads, S, lm), keys, width, a.width);
         fmt::print("\n");
       }
       HeatmapOptions o;
@@ -254,8 +255,8 @@ void add_attend(CLI::App& app) {
   cmd->add_option("--out-dir", args->out_dir,
                   "Folder for the heatmaps (default: 'attend' beside the checkpoint)");
   cmd->add_option("--keys", args->keys,
-                  "Keys shown per head in the terminal, the most attended (default: every key "
-                  "when the output fits in about 60 lines, else as many as fit; 0 = all)")
+                  "Keys shown per head in the terminal, the most attended (default: every key; "
+                  "for a language model, as many as fit in about 60 lines; 0 = all)")
       ->check(non_negative_integer());
   cmd->add_option("--width", args->width, "Width of the terminal bars")
       ->check(integer_in(5, 200))

@@ -124,20 +124,41 @@ TEST(AttendLanguageModel, ShowsTheLastPromptTokenWithoutGeneratingInAboutSixtyLi
   EXPECT_EQ(count(all.out, "%"), 4u * 26u) << "one bar per key per head";
 }
 
-TEST(AttendEncoder, AnOverLongSentenceIsTheModelsLimitInWords) {
-  const std::string out = temp_path("pronoun");
-  const test::RunResult trained =
-      run_qkv({"train", "--task",       "pronoun", "--out",           out, "--steps",
-               "2",     "--d-model",    "16",      "--n-heads",       "2", "--n-layers",
-               "1",     "--eval-every", "2",       "--eval-examples", "8", "--batch-size",
-               "4",     "--progress",   "quiet"},
+/// A one-layer, two-head pronoun encoder trained for two steps (once per test program).
+const std::string& pronoun_checkpoint() {
+  static const std::string path = [] {
+    const std::string out = temp_path("pronoun");
+    const test::RunResult r =
+        run_qkv({"train", "--task",       "pronoun", "--out",           out, "--steps",
+                 "2",     "--d-model",    "16",      "--n-heads",       "2", "--n-layers",
+                 "1",     "--eval-every", "2",       "--eval-examples", "8", "--batch-size",
+                 "4",     "--progress",   "quiet"},
+                temp_path(""));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return out + "/last.h5";
+  }();
+  return path;
+}
+
+TEST(AttendEncoder, ShowsEveryKeyUnlessKeysLimitsThem) {
+  test::RunResult r = run_qkv(
+      {"attend", "--checkpoint", pronoun_checkpoint(), "--out-dir", temp_path("attend-pronoun")},
+      temp_path(""));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count(r.out, "more keys with"), 0u) << r.out;
+  r = run_qkv({"attend", "--checkpoint", pronoun_checkpoint(), "--out-dir",
+               temp_path("attend-pronoun"), "--keys", "2"},
               temp_path(""));
-  ASSERT_EQ(trained.status, 0) << trained.err;
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count(r.out, "more keys with"), 2u) << "one per head: " << r.out;
+}
+
+TEST(AttendEncoder, AnOverLongSentenceIsTheModelsLimitInWords) {
+  const std::string out = pronoun_checkpoint();
   std::string sentence;
   for (int i = 0; i < 3; ++i) sentence += "the animal didn't cross the street because ";
   sentence += "it was too tired";
-  const test::RunResult r =
-      run_qkv({"attend", "--checkpoint", out + "/last.h5", sentence}, temp_path(""));
+  const test::RunResult r = run_qkv({"attend", "--checkpoint", out, sentence}, temp_path(""));
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
   EXPECT_NE(r.err.find("qkv: the model reads at most "), std::string::npos) << r.err;
