@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "apps/bench.h"
+#include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "core/error.h"
 
@@ -167,12 +168,12 @@ void add_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--steps", a->steps,
                   "Timed steps (default per config: tiny 300, small 30, medium 15, large 10)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option("--warmup", a->warmup, "Untimed steps before the timed ones")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_integer())
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Seed of the initial parameters and the batch")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_integer())
       ->capture_default_str();
   cmd->add_flag("--peer", a->peer, "Also run the PyTorch peer and print qkv/torch ratios");
   cmd->add_flag("--json", a->json, "One JSON object per configuration instead of a table");

@@ -19,7 +19,8 @@ struct ExplainArgs {
   std::string out;
 };
 
-/// --format, or else the --out file's extension (.html, .md), or else text.
+/// --format, or else the --out file's extension (.txt, .md, .html), or else text. An extension
+/// that names no format is refused rather than written as text.
 std::string pick_format(const ExplainArgs& a) {
   if (!a.format.empty()) {
     QKV_CHECK(a.format == "text" || a.format == "markdown" || a.format == "html",
@@ -29,6 +30,10 @@ std::string pick_format(const ExplainArgs& a) {
   const std::string ext = std::filesystem::path(a.out).extension().string();
   if (ext == ".html" || ext == ".htm") return "html";
   if (ext == ".md") return "markdown";
+  QKV_CHECK(ext.empty() || ext == ".txt",
+            "--out {}: qkv explain writes .txt, .md or .html, not '{}'; pick one of those "
+            "extensions or give --format text|markdown|html",
+            a.out, ext);
   return "text";
 }
 

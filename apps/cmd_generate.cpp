@@ -8,6 +8,7 @@
 
 #include <fmt/core.h>
 
+#include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "apps/generate.h"
 #include "apps/loaded.h"
@@ -141,7 +142,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--threads", args->threads,
                   "OpenMP threads (one sequence is too small a product to share: 1 is fastest "
                   "for the toy models)")
-      ->check(CLI::Range(1, 1024))
+      ->check(integer_in(1, 1024))
       ->capture_default_str();
   cmd->callback([args, prompt] {
     GenerateArgs a = *args;

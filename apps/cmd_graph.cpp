@@ -8,6 +8,7 @@
 
 #include <fmt/core.h>
 
+#include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "apps/graph.h"
 #include "apps/loaded.h"
@@ -164,12 +165,12 @@ void add_graph(CLI::App& app) {
                                       "seq2seq")
                           ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Seed of the --random model and its tokens")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_integer())
       ->capture_default_str();
   cmd->add_flag("--values", args->values, "Add each node's value norm and gradient norm");
   cmd->add_option("--out", args->out, "Write the DOT here (default: standard output)");
   cmd->add_option("--max-nodes", args->max_nodes, "Refuse graphs with more nodes (0 = no limit)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_integer())
       ->capture_default_str();
   cmd->callback([args, arch] { run_graph(*args, arch->count() > 0); });
 }

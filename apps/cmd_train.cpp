@@ -5,11 +5,13 @@
 // (SIGINT / SIGTERM: the current step finishes and a checkpoint is written).
 #include <omp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/core.h>
 
+#include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "core/error.h"
 #include "train/trainer.h"
@@ -63,6 +65,93 @@ void set_threads(int threads) {
   }
 }
 
+/// The value of a default as its flag takes it ("" when there is nothing to show).
+std::string flag_value(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean() || v.is_null()) return "";
+  return v.dump();
+}
+
+/// The help footer: every task's defaults, as the flags that override them, wrapped at 100
+/// columns.
+std::string task_defaults(const std::vector<Flag>& flags) {
+  std::string out = "Each task's defaults (a --config file overrides them; flags override the file):\n";
+  for (const std::string& name : known_tasks()) {
+    std::unique_ptr<Task> task;
+    try {
+      task = make_task(name);
+    } catch (const Error& e) {
+      out += fmt::format("  {:<9}(its defaults are unavailable: {})\n", name, e.what());
+      continue;
+    }
+    const nlohmann::json parts[] = {task->options(), task->default_model_config(),
+                                    task->default_train_config()};
+    std::string line = fmt::format("  {:<9}", name);
+    for (const Flag& f : flags) {
+      const std::string section = f.section;
+      const nlohmann::json& part = parts[section == "task" ? 0 : section == "model" ? 1 : 2];
+      const std::string value = part.contains(f.key) ? flag_value(part[f.key]) : "";
+      if (value.empty()) continue;
+      const std::string word = f.opt->get_name() + " " + value;
+      if (line.size() + 1 + word.size() > 100) {
+        out += line + "\n";
+        line = std::string(11, ' ');
+      } else if (line.size() > 11) {
+        line += ' ';
+      }
+      line += word;
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+/// Names of the tasks that read a --data file (their options have "data").
+std::vector<std::string> tasks_reading_data() {
+  std::vector<std::string> out;
+  for (const std::string& name : known_tasks()) {
+    try {
+      if (make_task(name)->options().contains("data")) out.push_back(name);
+    } catch (const Error&) {
+    }
+  }
+  return out;
+}
+
+/// resolve_run_config(), with its errors pinned on what caused them: --data given to a task that
+/// reads none, or the --config file when the file alone is already wrong.
+RunConfig resolve_or_explain(const TrainArgs& a, const nlohmann::json& file,
+                             const nlohmann::json& overrides) {
+  try {
+    return resolve_run_config(a.task, file, overrides);
+  } catch (const Error& e) {
+    std::string name = a.task;
+    if (name.empty() && file.is_object() && file.contains("task") && file["task"].is_object() &&
+        file["task"].value("name", nlohmann::json()).is_string())
+      name = file["task"]["name"].get<std::string>();
+    if (!a.data.empty() && !name.empty()) {
+      const std::vector<std::string> readers = tasks_reading_data();
+      if (std::find(readers.begin(), readers.end(), name) == readers.end()) {
+        std::string list;
+        for (const std::string& r : readers) list += (list.empty() ? "" : " and ") + r;
+        fail("--data: task '{}' reads no data file; only {} take --data", name, list);
+      }
+    }
+    if (a.config.empty()) throw;
+    const nlohmann::json none = {{"task", nlohmann::json::object()},
+                                 {"model", nlohmann::json::object()},
+                                 {"train", nlohmann::json::object()}};
+    try {
+      resolve_run_config(a.task, file, none);
+    } catch (const Error& in_file) {
+      std::string msg = in_file.what();
+      if (msg.rfind("config file: ", 0) == 0) msg.erase(0, 13);
+      fail("--config {}: {}", a.config, msg);
+    }
+    throw;
+  }
+}
+
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -95,7 +184,7 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads", a->threads,
                   "OpenMP threads (default: all cores, fewer when the machine is busy)")
-      ->check(CLI::Range(1, 1024));
+      ->check(integer_in(1, 1024));
 
   auto add = [&](const char* name, auto* var, const char* section, const char* key,
                  const char* help) {
@@ -103,43 +192,43 @@ void add_train(CLI::App& app) {
     flags->push_back({o, section, key, [var] { return nlohmann::json(*var); }});
     return o;
   };
-  const char* d = " (default: the task's)";
-  add("--steps", &a->steps, "train", "steps", "Optimizer steps")->check(CLI::PositiveNumber);
+  const char* d = " (default: the task's, listed below)";
+  add("--steps", &a->steps, "train", "steps", "Optimizer steps")->check(positive_integer());
   add("--batch-size", &a->batch_size, "train", "batch_size", "Examples per step")
-      ->check(CLI::PositiveNumber);
-  add("--lr", &a->lr, "train", "lr", "Peak learning rate")->check(CLI::PositiveNumber);
+      ->check(positive_integer());
+  add("--lr", &a->lr, "train", "lr", "Peak learning rate")->check(positive_number());
   add("--optimizer", &a->optimizer, "train", "optimizer", "adamw, adam or sgd")
       ->check(CLI::IsMember({"adamw", "adam", "sgd"}));
   add("--weight-decay", &a->weight_decay, "train", "weight_decay", "Weight decay")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   add("--warmup", &a->warmup, "train", "warmup", "Linear warm-up steps")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_integer());
   add("--schedule", &a->schedule, "train", "schedule", "constant, cosine or linear")
       ->check(CLI::IsMember({"constant", "cosine", "linear"}));
   add("--min-lr-ratio", &a->min_lr_ratio, "train", "min_lr_ratio",
       "Final lr as a fraction of --lr (cosine, linear)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0.0, 1.0));
   add("--clip", &a->clip, "train", "clip", "Max global gradient norm (0 = off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   add("--eval-every", &a->eval_every, "train", "eval_every", "Steps between evaluations")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   add("--eval-examples", &a->eval_examples, "train", "eval_examples",
       "Val examples per evaluation (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_integer());
   add("--save-every", &a->save_every, "train", "save_every",
       "Steps between checkpoints (0 = --eval-every)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_integer());
   add("--keep", &a->keep, "train", "keep", "step-XXXXXX.h5 checkpoints kept")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   add("--seed", &a->seed, "train", "seed", "Seed of initialisation, data order and dropout")
-      ->check(CLI::NonNegativeNumber);
-  add("--d-model", &a->d_model, "model", "d_model", "Model width")->check(CLI::PositiveNumber);
-  add("--n-heads", &a->n_heads, "model", "n_heads", "Attention heads")->check(CLI::PositiveNumber);
+      ->check(non_negative_integer());
+  add("--d-model", &a->d_model, "model", "d_model", "Model width")->check(positive_integer());
+  add("--n-heads", &a->n_heads, "model", "n_heads", "Attention heads")->check(positive_integer());
   add("--n-layers", &a->n_layers, "model", "n_layers", "Transformer blocks")
-      ->check(CLI::PositiveNumber);
-  add("--d-ff", &a->d_ff, "model", "d_ff", "Feed-forward width")->check(CLI::PositiveNumber);
+      ->check(positive_integer());
+  add("--d-ff", &a->d_ff, "model", "d_ff", "Feed-forward width")->check(positive_integer());
   add("--dropout", &a->dropout, "model", "dropout", "Dropout probability")
-      ->check(CLI::Range(0.0, 0.999));
+      ->check(number_in(0.0, 1.0, /*open_hi=*/true));
   add("--data", &a->data, "task", "data",
       "Data file: WinoGrande .jsonl (pronoun), a text file (charlm, lm), a .jsonl file "
       "(classify, seq2seq)")
@@ -153,6 +242,8 @@ void add_train(CLI::App& app) {
   for (const Flag& f : *flags)
     if (std::string(f.section) != "task" && std::string(f.key) != "skip_nonfinite")
       f.opt->description(f.opt->get_description() + d);
+  // Built only when help is shown: making every task costs a moment.
+  cmd->footer([flags] { return task_defaults(*flags); });
 
   cmd->callback([a, flags] {
     TrainerOptions o;
@@ -191,7 +282,7 @@ void add_train(CLI::App& app) {
                                   {"train", nlohmann::json::object()}};
       for (const Flag& f : *flags)
         if (f.opt->count() > 0) overrides[f.section][f.key] = f.value();
-      const RunConfig cfg = resolve_run_config(a->task, file, overrides);
+      const RunConfig cfg = resolve_or_explain(*a, file, overrides);
       if (a->print_config) {
         fmt::print("{}\n", cfg.to_json().dump(2));
         return;

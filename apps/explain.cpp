@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -248,6 +249,8 @@ ExplainInput parse_explain_input(const std::string& json_text, const std::string
 }
 
 ExplainInput load_explain_input(const std::string& path) {
+  QKV_CHECK(!std::filesystem::is_directory(path),
+            "--vectors {}: is a folder; give a JSON file (see qkv explain --help)", path);
   std::ifstream f(path);
   QKV_CHECK(f.good(),
             "--vectors {}: cannot open the file; give a JSON file (see qkv explain "
@@ -803,8 +806,7 @@ class HtmlWriter : public Writer {
   }
   void heatmap(const std::string& caption, const Labels& rows, const Labels& cols,
                const MatrixXd& m) override {
-    HeatmapOptions o;
-    o.title = caption;
+    HeatmapOptions o;  // no title: the caption below the figure names it, once
     o.row_labels = rows;
     o.col_labels = cols;
     o.x_label = "key";

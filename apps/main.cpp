@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "core/error.h"
 
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   qkv::cli::add_explain(app);
   qkv::cli::add_gradcheck(app);
   qkv::cli::add_bench(app);
+  qkv::cli::check_numbers(app);
 
   try {
     app.parse(argc, argv);
@@ -35,8 +37,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // Bad flags and values: one line naming the problem, status 2.
-    fmt::print(stderr, "qkv: {}\nRun 'qkv --help' (or 'qkv COMMAND --help') for the options.\n",
-               e.what());
+    fmt::print(
+        stderr, "qkv: {}\nRun 'qkv --help' (or 'qkv COMMAND --help') for the options.\n",
+        qkv::cli::parse_error_message(app, e, std::vector<std::string>(argv + 1, argv + argc)));
     return 2;
   } catch (const qkv::cli::Exit& e) {
     return e.status;

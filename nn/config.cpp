@@ -289,10 +289,11 @@ void ModelConfig::validate(size_t bytes_per_param) const {
               "tok_emb.weight), got n_out {} and vocab_size {}",
               c.n_out, c.vocab_size);
   } else {
+    // vocab_size first: a task states both, so a differing pair means vocab_size was changed.
     QKV_CHECK(c.n_out == c.vocab_size,
-              "model config: n_out ({}) must equal vocab_size ({}) for arch '{}' (its head "
-              "predicts tokens)",
-              c.n_out, c.vocab_size, c.arch);
+              "model config: vocab_size is {} but n_out is {}; arch '{}' predicts its own tokens, "
+              "so they must be equal (leave both out to take the task's)",
+              c.vocab_size, c.n_out, c.arch);
   }
   // Memory: parameters, plus the sinusoidal tables (not parameters, but allocated).
   const int64_t count = param_count(c);

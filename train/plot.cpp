@@ -68,7 +68,10 @@ double nice_step(double range, int target) {
   return (f < 1.5 ? 1.0 : f < 3.0 ? 2.0 : f < 7.0 ? 5.0 : 10.0) * mag;
 }
 
-Axis linear_axis(double lo, double hi, int target) {
+/// Nice ticks from a multiple of the step at or below lo. The axis ends at the next multiple at
+/// or above hi, or, with `end_at_hi` (the step axis: a 1500-step run ends at 1500), at hi itself,
+/// which then gets the last tick (a nice tick too close before it is dropped).
+Axis linear_axis(double lo, double hi, int target, bool end_at_hi = false) {
   if (!(lo < hi)) {
     const double pad = lo == 0 ? 1.0 : std::abs(lo) * 0.1;
     lo -= pad;
@@ -79,10 +82,16 @@ Axis linear_axis(double lo, double hi, int target) {
   const auto k1 = static_cast<int64_t>(std::ceil(hi / step - 1e-9));
   Axis a;
   a.lo = static_cast<double>(k0) * step;
-  a.hi = static_cast<double>(k1) * step;
+  a.hi = end_at_hi ? hi : static_cast<double>(k1) * step;
   for (int64_t k = k0; k <= k1; ++k) {
-    a.ticks.push_back(static_cast<double>(k) * step);
-    a.labels.push_back(tick_label(a.ticks.back()));
+    const double t = static_cast<double>(k) * step;
+    if (end_at_hi && t > hi - 0.6 * step && k > k0) break;  // hi's own tick comes last
+    a.ticks.push_back(t);
+    a.labels.push_back(tick_label(t));
+  }
+  if (end_at_hi && a.ticks.back() < hi) {
+    a.ticks.push_back(hi);
+    a.labels.push_back(tick_label(hi));
   }
   return a;
 }
@@ -124,6 +133,48 @@ std::string viridis(double v) {
     rgb[c] =
         static_cast<int>(std::lround(kViridis[i][c] + f * (kViridis[i + 1][c] - kViridis[i][c])));
   return fmt::format("#{:02x}{:02x}{:02x}", rgb[0], rgb[1], rgb[2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legend placement: the first corner of the plot that no curve passes through, else outside.
+
+struct Box {
+  double x = 0, y = 0, w = 0, h = 0;
+};
+
+/// Whether the segment a–b meets `r` (Liang–Barsky: clip the segment's parameter t ∈ [0, 1] by
+/// each of the four edges; it survives when the clipped interval is not empty).
+bool segment_meets_box(double ax, double ay, double bx, double by, const Box& r) {
+  const double dx = bx - ax, dy = by - ay;
+  const double p[4] = {-dx, dx, -dy, dy};
+  const double q[4] = {ax - r.x, r.x + r.w - ax, ay - r.y, r.y + r.h - ay};
+  double t0 = 0, t1 = 1;
+  for (int k = 0; k < 4; ++k) {
+    if (p[k] == 0) {
+      if (q[k] < 0) return false;  // parallel to this edge and outside it
+      continue;
+    }
+    const double t = q[k] / p[k];
+    if (p[k] < 0)
+      t0 = std::max(t0, t);
+    else
+      t1 = std::min(t1, t);
+    if (t0 > t1) return false;
+  }
+  return true;
+}
+
+/// Whether any curve (pixel points, one polyline each) passes through `r` grown by `margin`.
+bool curves_meet(const std::vector<std::vector<std::pair<double, double>>>& curves, Box r,
+                 double margin) {
+  r = {r.x - margin, r.y - margin, r.w + 2 * margin, r.h + 2 * margin};
+  for (const auto& c : curves)
+    for (size_t i = 0; i < c.size(); ++i) {
+      const auto& b = c[i];
+      const auto& a = i ? c[i - 1] : b;
+      if (segment_meets_box(a.first, a.second, b.first, b.second, r)) return true;
+    }
+  return false;
 }
 
 }  // namespace
@@ -215,7 +266,7 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const LineChar
     }
   }
   if (!(x0 <= x1)) x0 = 0, x1 = 1, y0 = o.log_y ? 0.1 : 0, y1 = 1;
-  const Axis xa = linear_axis(x0, x1, 6);
+  const Axis xa = linear_axis(x0, x1, 6, /*end_at_hi=*/true);
   const Axis ya = o.log_y ? log_axis(y0, y1) : linear_axis(y0, y1, 5);
 
   // Layout: title on top, tick labels and axis labels left and below.
@@ -223,15 +274,51 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const LineChar
   for (const std::string& l : ya.labels) ylab_w = std::max(ylab_w, text_width(l, 11));
   const double W = std::max(o.width, 200), H = std::max(o.height, 150);
   const double left = 12 + (o.y_label.empty() ? 0 : 18) + ylab_w + 8;
-  const double top = o.title.empty() ? 16 : 40, right = 20;
+  const double top = o.title.empty() ? 16 : 40;
   const double bottom = 34 + (o.x_label.empty() ? 0 : 18);
-  const double pw = W - left - right, ph = H - top - bottom;
+  const double ph = H - top - bottom;
+  double right = 20, pw = W - left - right;
   auto X = [&](double x) { return left + (x - xa.lo) / (xa.hi - xa.lo) * pw; };
   auto Y = [&](double y) {
     const double a = o.log_y ? std::log10(y) : y;
     return top + ph - (a - ya.lo) / (ya.hi - ya.lo) * ph;
   };
   auto Ya = [&](double a) { return top + ph - (a - ya.lo) / (ya.hi - ya.lo) * ph; };
+  auto curves = [&] {
+    std::vector<std::vector<std::pair<double, double>>> out;
+    for (const PlotSeries& s : series) {
+      out.emplace_back();
+      for (size_t i = 0; i < s.x.size(); ++i)
+        if (drawn(s.x[i], s.y[i])) out.back().emplace_back(X(s.x[i]), Y(s.y[i]));
+    }
+    return out;
+  };
+
+  // The legend goes where no curve passes (a corner, then the middle of an edge); when every
+  // such place is crossed, the plot narrows and the legend stands to its right.
+  double name_w = 0;
+  for (const PlotSeries& s : series) name_w = std::max(name_w, text_width(s.name, 12));
+  const bool has_legend = !series.empty() && name_w > 0;
+  Box legend{0, 0, name_w + 40, 8 + 18.0 * static_cast<double>(series.size())};
+  if (has_legend) {
+    const auto placed_curves = curves();
+    const double in = 8, l = left + in, r = left + pw - in - legend.w, t = top + in;
+    const double b = top + ph - in - legend.h, cx = left + (pw - legend.w) / 2,
+                 cy = top + (ph - legend.h) / 2;
+    const std::pair<double, double> spots[] = {{r, t},  {l, t},  {r, b},  {l, b},
+                                               {cx, t}, {cx, b}, {r, cy}, {l, cy}};
+    bool placed = false;
+    for (const auto& [x, y] : spots) {
+      if (curves_meet(placed_curves, {x, y, legend.w, legend.h}, 3)) continue;
+      legend.x = x, legend.y = y, placed = true;
+      break;
+    }
+    if (!placed) {
+      right += legend.w + 12;
+      pw = W - left - right;
+      legend.x = left + pw + 12, legend.y = top;
+    }
+  }
 
   std::string svg = svg_open(W, H);
   if (!o.title.empty()) svg += text(W / 2, 24, o.title, "middle", 15, " font-weight=\"bold\"");
@@ -258,42 +345,32 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const LineChar
                 fmt::format(" transform=\"rotate(-90 {} {})\"", px(cx), px(cy)));
   }
   // One polyline per series.
+  const auto drawn_curves = curves();
   for (size_t s = 0; s < series.size(); ++s) {
     const char* colour = kPalette[s % std::size(kPalette)];
     std::string points;
-    size_t count = 0;
-    double last_x = 0, last_y = 0;
-    for (size_t i = 0; i < series[s].x.size(); ++i) {
-      if (!drawn(series[s].x[i], series[s].y[i])) continue;
-      last_x = X(series[s].x[i]);
-      last_y = Y(series[s].y[i]);
-      if (count++) points += ' ';
-      points += px(last_x) + "," + px(last_y);
-    }
+    for (const auto& [x, y] : drawn_curves[s])
+      points += (points.empty() ? "" : " ") + px(x) + "," + px(y);
     svg += fmt::format(
         "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\" stroke-linejoin=\"round\" "
         "points=\"{}\"><title>{}</title></polyline>\n",
         colour, points, xml_escape(series[s].name));
-    if (count == 1)
-      svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"/>\n", px(last_x),
-                         px(last_y), colour);
+    if (drawn_curves[s].size() == 1)
+      svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"/>\n",
+                         px(drawn_curves[s][0].first), px(drawn_curves[s][0].second), colour);
   }
-  // Legend, top right inside the plot.
-  double name_w = 0;
-  for (const PlotSeries& s : series) name_w = std::max(name_w, text_width(s.name, 12));
-  if (!series.empty() && name_w > 0) {
-    const double lw = name_w + 40, lh = 8 + 18.0 * static_cast<double>(series.size());
-    const double lx = left + pw - lw - 8, ly = top + 8;
+  if (has_legend) {
     svg += fmt::format(
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"white\" fill-opacity=\"0.85\" "
-        "stroke=\"#bbb\"/>\n",
-        px(lx), px(ly), px(lw), px(lh));
+        "<rect class=\"legend\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"white\" "
+        "fill-opacity=\"0.85\" stroke=\"#bbb\"/>\n",
+        px(legend.x), px(legend.y), px(legend.w), px(legend.h));
     for (size_t s = 0; s < series.size(); ++s) {
-      const double yy = ly + 16 + 18.0 * static_cast<double>(s);
+      const double yy = legend.y + 16 + 18.0 * static_cast<double>(s);
       svg += fmt::format(
           "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2.5\"/>\n",
-          px(lx + 8), px(yy - 4), px(lx + 28), px(yy - 4), kPalette[s % std::size(kPalette)]);
-      svg += text(lx + 34, yy, series[s].name, "start", 12);
+          px(legend.x + 8), px(yy - 4), px(legend.x + 28), px(yy - 4),
+          kPalette[s % std::size(kPalette)]);
+      svg += text(legend.x + 34, yy, series[s].name, "start", 12);
     }
   }
   return svg + "</svg>\n";

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -27,6 +28,7 @@ namespace {
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
 using test::error_of;
+using test::temp_folder;
 using test::temp_path;
 using test::xml_problem;
 
@@ -290,6 +292,19 @@ TEST(ExplainRender, HtmlIsOneWellFormedSelfContainedPage) {
   }
 }
 
+TEST(ExplainRender, EachFigureCaptionAppearsOnce) {
+  const std::string html = render_explain(build_explain_report(default_explain_input()), "html");
+  size_t figures = 0;
+  for (size_t p = html.find("<figcaption>"); p != std::string::npos;
+       p = html.find("<figcaption>", p + 1), ++figures) {
+    const size_t from = p + std::string("<figcaption>").size();
+    const std::string caption = html.substr(from, html.find("</figcaption>", from) - from);
+    // Neither an SVG title nor a second figure repeats it.
+    EXPECT_EQ(count(html, ">" + caption + "<"), 1u) << caption;
+  }
+  EXPECT_EQ(figures, 5u);
+}
+
 TEST(ExplainRender, UnknownFormatNamesTheFlag) {
   const ExplainReport r = build_explain_report(default_explain_input());
   EXPECT_EQ(error_of([&] { render_explain(r, "pdf"); }),
@@ -426,6 +441,22 @@ TEST(ExplainCommand, BadInputExitsTwoWithOneLineNamingTheFlagOrFile) {
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(count(r.err, "\n"), 1u) << r.err;
   EXPECT_NE(r.err.find("missing.json: cannot open"), std::string::npos) << r.err;
+
+  r = explain({"--vectors", temp_folder()});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "qkv: --vectors " + temp_folder() +
+                       ": is a folder; give a JSON file (see qkv explain --help)\n");
+
+  const std::string pdf = temp_path("lesson.pdf");
+  r = explain({"--out", pdf});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "qkv: --out " + pdf +
+                       ": qkv explain writes .txt, .md or .html, not '.pdf'; pick one of those "
+                       "extensions or give --format text|markdown|html\n");
+  EXPECT_FALSE(std::filesystem::exists(pdf));
+  r = explain({"--out", pdf, "--format", "text"});  // asked for: written
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(slurp(pdf).find("Attention"), std::string::npos);
 
   r = explain({"--out", "/no/such/folder/x.txt"});
   EXPECT_EQ(r.status, 2);

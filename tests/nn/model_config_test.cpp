@@ -86,8 +86,8 @@ TEST(ModelConfig, ValidationMessagesNameTheKey) {
             "model config: tie_embeddings needs n_out = vocab_size (the head reuses "
             "tok_emb.weight), got n_out 3 and vocab_size 11");
   EXPECT_EQ(config_error(R"({"arch": "decoder", "vocab_size": 11, "n_out": 3})"),
-            "model config: n_out (3) must equal vocab_size (11) for arch 'decoder' (its head "
-            "predicts tokens)");
+            "model config: vocab_size is 11 but n_out is 3; arch 'decoder' predicts its own "
+            "tokens, so they must be equal (leave both out to take the task's)");
   EXPECT_EQ(config_error(R"([1, 2])"), "model config: expected a JSON object, got array");
   EXPECT_EQ(config_error(R"({"vocab_size": 3000000000})"),
             "model config: vocab_size must be at most 2147483647, got 3000000000");

@@ -9,6 +9,9 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "test_xml.h"
@@ -126,6 +129,49 @@ TEST(LineChart, LossAndAccuracyChartsFromMetrics) {
   EXPECT_EQ(count(both, "<polyline"), 2u);
   EXPECT_NE(both.find(">train accuracy</text>"), std::string::npos);
   EXPECT_NE(both.find(">val accuracy</text>"), std::string::npos);
+}
+
+TEST(LineChart, TheLegendCoversNoCurve) {
+  // The referent chart's shape: P(referent) rises into the top right corner, where the legend
+  // used to be.
+  PlotSeries rising{"P(referent)", {}, {}}, falling{"P(distractor)", {}, {}};
+  for (int s = 0; s <= 1500; s += 100) {
+    rising.x.push_back(s), rising.y.push_back(0.3 + 0.6 * s / 1500.0);
+    falling.x.push_back(s), falling.y.push_back(0.3 - 0.2 * s / 1500.0);
+  }
+  expect_legend_covers_no_curve(line_chart_svg({rising, falling}, {}), "rising");
+  // Curves through every corner and the middle of every edge: the legend moves out of the plot.
+  PlotSeries zigzag{"zigzag", {}, {}}, other{"other", {}, {}};
+  for (int s = 0; s <= 40; ++s) {
+    zigzag.x.push_back(s), zigzag.y.push_back(s % 2);
+    other.x.push_back(s), other.y.push_back(0.5 + 0.5 * std::sin(s));
+  }
+  const std::string full = line_chart_svg({zigzag, other}, {});
+  expect_legend_covers_no_curve(full, "zigzag");
+  const size_t frame = full.find("stroke=\"#444\"");
+  const double frame_right =
+      attr(full, full.rfind("<rect", frame), "x") + attr(full, full.rfind("<rect", frame), "width");
+  EXPECT_GT(attr(full, full.find("<rect class=\"legend\""), "x"), frame_right) << "beside the plot";
+}
+
+TEST(LineChart, TheStepAxisEndsAtTheLastStep) {
+  PlotSeries loss{"train loss", {}, {}};
+  for (int s = 0; s <= 1500; s += 10) loss.x.push_back(s), loss.y.push_back(1.0 / (1 + s));
+  const std::string svg = line_chart_svg({loss}, {});
+  EXPECT_NE(svg.find(">1500</text>"), std::string::npos) << "the last tick is the last step";
+  EXPECT_EQ(svg.find(">1600</text>"), std::string::npos);
+  // The curve's last point is on the plot's right edge.
+  const size_t frame = svg.rfind("<rect", svg.find("stroke=\"#444\""));
+  const double right = attr(svg, frame, "x") + attr(svg, frame, "width");
+  EXPECT_NEAR(polylines(svg).at(0).back().first, right, 0.01);
+  // The x tick labels: the last one is 1500, and no two are closer than 30 px.
+  std::vector<double> tick_x;
+  const double bottom = attr(svg, frame, "y") + attr(svg, frame, "height");
+  for (size_t p = svg.find("<text"); p != std::string::npos; p = svg.find("<text", p + 1))
+    if (std::abs(attr(svg, p, "y") - (bottom + 16)) < 0.01) tick_x.push_back(attr(svg, p, "x"));
+  ASSERT_GE(tick_x.size(), 3u);
+  EXPECT_NEAR(tick_x.back(), right, 0.01);
+  for (size_t i = 1; i < tick_x.size(); ++i) EXPECT_GT(tick_x[i] - tick_x[i - 1], 30.0);
 }
 
 TEST(Heatmap, OneRectPerCellPlusBackgroundAndColourBar) {
