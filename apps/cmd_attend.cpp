@@ -87,8 +87,9 @@ void print_class_prediction(const Task& task, const Tensor<float>& logits,
   std::partial_sort(order.begin(), order.begin() + std::min<int64_t>(3, n), order.end(),
                     [&](int32_t x, int32_t y) { return p[size_t(x)] > p[size_t(y)]; });
   fmt::print("sentence:   {}\n", sentence);
-  fmt::print("prediction: '{}' refers to '{}' (p = {:.3f}", readout_token,
-             task.class_name(order[0]), p[size_t(order[0])] / z);
+  fmt::print("prediction: {} (p = {:.3f}",
+             task.prediction_text(readout_token, task.class_name(order[0])),
+             p[size_t(order[0])] / z);
   for (int k = 1; k < std::min<int64_t>(3, n); ++k)
     fmt::print("; then '{}' {:.3f}", task.class_name(order[size_t(k)]),
                p[size_t(order[size_t(k)])] / z);

@@ -102,6 +102,11 @@ class PronounTask : public Task {
   }
   nlohmann::json default_model_config() const override;
   nlohmann::json default_train_config() const override;
+  /// "'it' refers to 'animal'".
+  std::string prediction_text(const std::string& readout,
+                              const std::string& class_name) const override {
+    return "'" + readout + "' refers to '" + class_name + "'";
+  }
   /// referent_attention (datasets/pronoun_probe.cpp): the pronoun row's attention on the referent
   /// noun against the distractor noun, per self-attention head.
   std::vector<std::unique_ptr<Probe>> probes() const override;

@@ -102,6 +102,12 @@ class Task {
   virtual std::string decode_src(const std::vector<int32_t>& ids) const {
     return src_vocab().decode(ids);
   }
+  /// How `qkv attend` words an encoder's prediction: class `class_name` read out at the token
+  /// `readout` ("'negative' (read out at '<cls>')"; the pronoun task: "'it' refers to 'animal'").
+  virtual std::string prediction_text(const std::string& readout,
+                                      const std::string& class_name) const {
+    return "'" + class_name + "' (read out at '" + readout + "')";
+  }
   /// Name of an encoder class (the token for tasks that classify over the vocabulary).
   virtual std::string class_name(int32_t c) const { return vocab().token(c); }
 
