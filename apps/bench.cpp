@@ -33,7 +33,7 @@ BenchConfig make_config(const char* name, const char* arch, int64_t V, int64_t T
                         int64_t L, int64_t H, int64_t d_ff, int64_t B, int64_t steps) {
   BenchConfig c;
   c.name = name;
-  c.model.arch = arch;
+  c.model.arch = parse_arch(arch);
   c.model.vocab_size = V;
   c.model.max_len = T;
   c.model.d_model = C;
@@ -43,7 +43,7 @@ BenchConfig make_config(const char* name, const char* arch, int64_t V, int64_t T
   c.model.activation = "gelu_tanh";
   c.model.norm = "pre";
   c.model.pos = "learned";
-  c.model.tie_embeddings = c.model.arch == "decoder";
+  c.model.tie_embeddings = c.model.arch == Arch::kDecoder;
   c.model.n_out = V;
   c.model.dropout = 0.0;
   c.model = c.model.resolved();
@@ -77,7 +77,7 @@ Batch bench_batch(const BenchConfig& config, uint64_t seed) {
   Rng rng(seed);
   auto token = [&] { return static_cast<int32_t>(rng.below(static_cast<uint64_t>(V))); };
   Batch b;
-  if (config.model.arch == "decoder") {
+  if (config.model.arch == Arch::kDecoder) {
     std::vector<int32_t> buf(static_cast<size_t>(B * T + 1));
     for (int32_t& t : buf) t = token();
     b.tokens = IndexTensor({B, T}, std::vector<int32_t>(buf.begin(), buf.end() - 1));

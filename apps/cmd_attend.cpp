@@ -44,26 +44,26 @@ struct Role {
   int64_t layer = 0;
   bool cross = false;   // decoder queries over the encoder's output
   bool source = false;  // seq2seq's encoder: source over source
-  std::string kind(const std::string& arch) const {
+  std::string kind(Arch arch) const {
     if (cross) return "cross-attention";
-    if (arch != "seq2seq") return "self-attention";
+    if (arch != Arch::kSeq2seq) return "self-attention";
     return source ? "encoder self-attention" : "decoder self-attention";
   }
 };
 
 /// The role the model tagged the module with, as this page groups it.
-Role role_of(const AttentionMap<float>& m, const std::string& arch) {
+Role role_of(const AttentionMap<float>& m, Arch arch) {
   Role r;
   r.layer = m.role.layer;
   r.cross = m.role.is_cross();
-  r.source = arch == "seq2seq" && m.role.stack == AttnStack::kEncoder;
+  r.source = arch == Arch::kSeq2seq && m.role.stack == AttnStack::kEncoder;
   return r;
 }
 
 /// The sentence fits the model's positions, or an error that says so in words.
 void check_length(const Batch& batch, const ModelConfig& c) {
   const int64_t T = batch.seq_len();
-  if (c.arch == "seq2seq") {
+  if (c.arch == Arch::kSeq2seq) {
     const int64_t S = batch.src.shape.nd ? batch.src.shape[1] : 0;
     QKV_CHECK(S <= c.src_max_len,
               "the model reads at most {} source tokens; this sentence has {}. Shorten it.",
@@ -142,15 +142,15 @@ void run_attend(AttendArgs a) {
   Loaded l = load_trained(a.checkpoint);
   Task& task = *l.task;
   Model<float>& model = *l.model;
-  const std::string arch = task.arch();
+  const Arch arch = task.arch();
   const bool lm = is_language_model(task);
   if (a.sentence.empty()) a.sentence = task.probe();
 
   Batch batch = task.encode(a.sentence, /*with_answer=*/false);
   check_length(batch, model.config());
-  if (arch != "encoder") {
-    fmt::print("input:      {}\n", arch == "seq2seq" ? task.decode_src(batch.src.data)
-                                                     : task.decode(batch.tokens.data));
+  if (arch != Arch::kEncoder) {
+    fmt::print("input:      {}\n", arch == Arch::kSeq2seq ? task.decode_src(batch.src.data)
+                                                          : task.decode(batch.tokens.data));
     if (!lm) {
       std::vector<int32_t> out = greedy_decode(model, batch, task.vocab().eos_id());
       fmt::print("prediction: {}\n\n", task.decode(out));
@@ -160,10 +160,10 @@ void run_attend(AttendArgs a) {
   ForwardResult<float> r = model.forward(batch, /*keep_attention=*/true);
   const std::vector<std::string> tokens = labels(task.vocab(), batch.tokens);
   const std::vector<std::string> src_tokens =
-      arch == "seq2seq" ? labels(task.src_vocab(), batch.src) : tokens;
+      arch == Arch::kSeq2seq ? labels(task.src_vocab(), batch.src) : tokens;
 
   int64_t readout = static_cast<int64_t>(tokens.size()) - 1;
-  if (arch == "encoder") {
+  if (arch == Arch::kEncoder) {
     readout = batch.positions[0];
     print_class_prediction(task, r.logits.value(), a.sentence, tokens[size_t(readout)]);
   } else if (lm) {

@@ -77,7 +77,7 @@ void add_eval(CLI::App& app) {
       std::string line =
           fmt::format("{:<5} loss {:.4f}  accuracy {:.2f}% ({}/{})", name + ":", r.loss,
                       100 * r.score.accuracy(), r.score.correct_examples, r.score.examples);
-      if (cfg.arch != "encoder")
+      if (cfg.arch != Arch::kEncoder)
         line += fmt::format("  token accuracy {:.2f}%", 100 * r.score.token_accuracy());
       fmt::print("{}\n", line);
       for (const auto& [probe, rep] : r.probes) {  // the task's own diagnostics

@@ -76,13 +76,15 @@ void run_generate(const GenerateArgs& a) {
   check_sampling_options(a.sampling);
   Loaded l = load_trained(a.checkpoint);
   const Task& task = *l.task;
-  const std::string arch = l.model->config().arch;
-  if (arch != "decoder")
+  const Arch arch = l.model->config().arch;
+  if (arch != Arch::kDecoder)
     fail(
         "{}: {} checkpoint (task '{}'); qkv generate samples only from decoders (charlm, "
         "copy, reverse, sort, modadd): use 'qkv attend --checkpoint {}' for its {}",
-        a.checkpoint, arch == "encoder" ? "an encoder" : "a " + arch, task.name(), a.checkpoint,
-        arch == "seq2seq" ? "greedy translation and attention" : "prediction and attention");
+        a.checkpoint,
+        arch == Arch::kEncoder ? std::string("an encoder") : std::string("a ") + arch_name(arch),
+        task.name(), a.checkpoint,
+        arch == Arch::kSeq2seq ? "greedy translation and attention" : "prediction and attention");
   const std::string prompt = a.prompt_given ? a.prompt : task.probe();
   const std::vector<int32_t> context = encode_prompt(task, prompt);
 

@@ -41,7 +41,7 @@ struct GradsArgs {
 /// What read_batch checks a batch file against: the model's vocabularies and lengths.
 BatchSpec spec_of(const ModelConfig& c) {
   BatchSpec s;
-  s.arch = c.arch;
+  s.arch = arch_name(c.arch);
   s.vocab_size = c.vocab_size;
   s.n_out = c.n_out;
   s.max_len = c.max_len;

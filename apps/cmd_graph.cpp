@@ -44,11 +44,11 @@ Batch random_batch(const ModelConfig& c, uint64_t seed) {
   const int64_t T = 5;
   Batch b;
   b.tokens = ids(T, c.vocab_size);
-  if (c.arch == "encoder") {
+  if (c.arch == Arch::kEncoder) {
     b.positions = IndexTensor(Shape{1}, {int32_t(T - 1)});
     b.targets = IndexTensor(Shape{1}, {static_cast<int32_t>(rng.below(uint64_t(c.n_out)))});
   } else {
-    if (c.arch == "seq2seq") b.src = ids(T, c.src_vocab_size);
+    if (c.arch == Arch::kSeq2seq) b.src = ids(T, c.src_vocab_size);
     b.targets = ids(T, c.vocab_size);
     for (int64_t t = 0; t + 1 < T; ++t) b.targets[t] = b.tokens[t + 1];  // next token
   }
@@ -56,25 +56,25 @@ Batch random_batch(const ModelConfig& c, uint64_t seed) {
 }
 
 /// The index inputs of `batch` for `arch`, with text for ids.
-std::vector<GraphInput> batch_inputs(const std::string& arch, const Batch& b,
+std::vector<GraphInput> batch_inputs(Arch arch, const Batch& b,
                                      const std::function<std::string(int32_t)>& token,
                                      const std::function<std::string(int32_t)>& src_token,
                                      const std::function<std::string(int32_t)>& target) {
   auto number = [](int32_t i) { return std::to_string(i); };
-  const std::string dec = arch == "seq2seq" ? "dec." : "";
+  const std::string dec = arch == Arch::kSeq2seq ? "dec." : "";
   std::vector<GraphInput> in;
   in.push_back({input_label("tokens", b.tokens, token), "embedding", dec + "tok_emb.weight"});
   IndexTensor pos(Shape{b.seq_len()});
   for (int64_t t = 0; t < b.seq_len(); ++t) pos[t] = static_cast<int32_t>(t);
   in.push_back({input_label("positions", pos, number), "embedding", dec + "pos_emb.weight"});
-  if (arch == "seq2seq") {
+  if (arch == Arch::kSeq2seq) {
     in.push_back({input_label("source", b.src, src_token), "embedding", "enc.tok_emb.weight"});
     IndexTensor spos(Shape{b.src.shape[1]});
     for (int64_t t = 0; t < spos.numel(); ++t) spos[t] = static_cast<int32_t>(t);
     in.push_back(
         {input_label("source positions", spos, number), "embedding", "enc.pos_emb.weight"});
   }
-  if (arch == "encoder")
+  if (arch == Arch::kEncoder)
     in.push_back({input_label("read-out position", b.positions, number), "select_positions", ""});
   auto target_text = [&](int32_t id) { return id < 0 ? std::string("-") : target(id); };
   in.push_back({input_label("targets", b.targets, target_text), "cross_entropy", ""});
@@ -121,11 +121,11 @@ void run_graph(const GraphArgs& a, bool arch_given) {
       fmt::print(stderr,
                  "note: the task does not know the answer to this sentence, so the loss is 0 and "
                  "every gradient is zero\n");
-    const std::string arch = task.arch();
+    const Arch arch = task.arch();
     auto token = [&](int32_t id) { return task.vocab().token(id); };
     auto src_token = [&](int32_t id) { return task.src_vocab().token(id); };
     auto target = [&](int32_t id) {
-      return arch == "encoder" ? task.class_name(id) : task.vocab().token(id);
+      return arch == Arch::kEncoder ? task.class_name(id) : task.vocab().token(id);
     };
     o.inputs = batch_inputs(arch, batch, token, src_token, target);
     o.title = fmt::format("qkv graph: {} — \"{}\"", a.checkpoint, sentence);

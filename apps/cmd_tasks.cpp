@@ -33,7 +33,7 @@ std::string task_lines() {
     std::string arch;
     if (info.describe.is_null()) {
       const std::unique_ptr<Task> task = make_task(info.name);
-      arch = task->arch();
+      arch = arch_name(task->arch());
       model = task->default_model_config();
       options = task->options();
     } else {

@@ -103,7 +103,7 @@ std::vector<int32_t> generate(Model<float>& model, std::vector<int32_t> context,
                               const std::function<void(int32_t)>& on_token) {
   check_sampling_options(o);
   QKV_CHECK(!context.empty(), "generate: the context is empty");
-  QKV_CHECK(model.config().arch == "decoder", "generate: the model is a {}, not a decoder",
+  QKV_CHECK(model.config().arch == Arch::kDecoder, "generate: the model is a {}, not a decoder",
             model.config().arch);
   NoGradGuard no_grad;
   const auto max_len = static_cast<size_t>(model.config().max_len);

@@ -175,7 +175,7 @@ ModelConfig random_graph_config(const std::string& arch) {
             "--arch: unknown architecture '{}' (expected encoder, decoder or seq2seq)", arch);
   nlohmann::json j = {{"arch", arch}, {"vocab_size", 10}, {"max_len", 8}, {"d_model", 8},
                       {"n_heads", 2}, {"n_layers", 1},    {"d_ff", 16}};
-  if (arch == "encoder") j["n_out"] = 3;
+  if (parse_arch(arch) == Arch::kEncoder) j["n_out"] = 3;
   return ModelConfig::from_json(j);
 }
 

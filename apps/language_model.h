@@ -9,7 +9,7 @@ namespace qkv::cli {
 /// A decoder task that continues any text: best_by_loss() is what marks language models among
 /// the tasks (their exact-sequence accuracy says little).
 inline bool is_language_model(const Task& task) {
-  return task.arch() == "decoder" && task.best_by_loss();
+  return task.arch() == Arch::kDecoder && task.best_by_loss();
 }
 
 }  // namespace qkv::cli

@@ -100,7 +100,7 @@ Batch random_batch(const ModelConfig& c, Rng& rng) {
   Batch b;
   b.tokens = ids(T, c.vocab_size);
   b.mask = padding(T, pad);
-  if (c.arch == "encoder") {
+  if (c.arch == Arch::kEncoder) {
     b.positions = IndexTensor(Shape{B}, {static_cast<int32_t>(T - 1), 0});
     b.targets = IndexTensor(Shape{B});
     for (int64_t i = 0; i < B; ++i) b.targets[i] = static_cast<int32_t>(rng.below(c.n_out));
@@ -110,7 +110,7 @@ Batch random_batch(const ModelConfig& c, Rng& rng) {
   for (int64_t i = 0; i < b.targets.numel(); ++i)
     if (!b.mask[i]) b.targets[i] = -1;
   if (T > 1) b.targets[1] = -1;
-  if (c.arch == "seq2seq") {
+  if (c.arch == Arch::kSeq2seq) {
     const int64_t S = std::min<int64_t>(4, c.src_max_len);
     b.src = ids(S, c.src_vocab_size);
     b.src_mask = padding(S, S >= 2 ? 1 : 0);

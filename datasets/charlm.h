@@ -35,7 +35,7 @@ class CharLMTask : public Task {
   static std::unique_ptr<Task> rebuild(const nlohmann::json& options, const StoredVocab* stored);
 
   std::string name() const override { return "charlm"; }
-  std::string arch() const override { return "decoder"; }
+  Arch arch() const override { return Arch::kDecoder; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
   int64_t max_len() const override { return w_.block; }

@@ -36,7 +36,7 @@ class ClassifyTask : public Task {
   static nlohmann::json describe();
 
   std::string name() const override { return "classify"; }
-  std::string arch() const override { return "encoder"; }
+  Arch arch() const override { return Arch::kEncoder; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
   int64_t n_out() const override { return static_cast<int64_t>(labels_.size()); }

@@ -142,7 +142,7 @@ constexpr int64_t kDModel = 64, kLayers = 2, kHeads = 4;
 }  // namespace
 
 nlohmann::json small_model_config(const Task& task, bool tie_embeddings, double dropout) {
-  nlohmann::json m = {{"arch", task.arch()},
+  nlohmann::json m = {{"arch", arch_name(task.arch())},
                       {"vocab_size", task.vocab().size()},
                       {"max_len", task.max_len()},
                       {"d_model", kDModel},
@@ -156,7 +156,7 @@ nlohmann::json small_model_config(const Task& task, bool tie_embeddings, double 
                       {"n_out", task.n_out()},
                       {"dropout", dropout},
                       {"ln_eps", 1e-5}};
-  if (task.arch() == "seq2seq") {
+  if (task.arch() == Arch::kSeq2seq) {
     m["src_vocab_size"] = task.src_vocab().size();
     m["src_max_len"] = task.src_max_len();
   }

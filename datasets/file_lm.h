@@ -32,7 +32,7 @@ class LMTask : public Task {
   static nlohmann::json describe();
 
   std::string name() const override { return "lm"; }
-  std::string arch() const override { return "decoder"; }
+  Arch arch() const override { return Arch::kDecoder; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
   int64_t max_len() const override { return w_.block; }

@@ -29,7 +29,7 @@ class Seq2SeqTask : public Task {
   static nlohmann::json describe();
 
   std::string name() const override { return "seq2seq"; }
-  std::string arch() const override { return "seq2seq"; }
+  Arch arch() const override { return Arch::kSeq2seq; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
   const Vocab& src_vocab() const override { return src_vocab_; }

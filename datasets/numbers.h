@@ -28,7 +28,7 @@ class NumbersTask : public Task {
   explicit NumbersTask(const nlohmann::json& options = {});
 
   std::string name() const override { return "numbers"; }
-  std::string arch() const override { return "seq2seq"; }
+  Arch arch() const override { return Arch::kSeq2seq; }
   nlohmann::json options() const override { return options_; }
   /// Decoder vocabulary: <pad> <bos> <eos> 0..9.
   const Vocab& vocab() const override { return digits_; }

@@ -87,7 +87,7 @@ class PronounTask : public Task {
   explicit PronounTask(const nlohmann::json& options = {});
 
   std::string name() const override { return "pronoun"; }
-  std::string arch() const override { return "encoder"; }
+  Arch arch() const override { return Arch::kEncoder; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
   int64_t max_len() const override { return max_len_; }

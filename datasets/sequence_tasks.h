@@ -29,7 +29,7 @@ class DigitTask : public Task {
   DigitTask(const std::string& name, const nlohmann::json& options = {});
 
   std::string name() const override { return name_; }
-  std::string arch() const override { return "decoder"; }
+  Arch arch() const override { return Arch::kDecoder; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
   int64_t max_len() const override { return 2 * max_digits_ + 2; }
@@ -63,7 +63,7 @@ class ModAddTask : public Task {
   explicit ModAddTask(const nlohmann::json& options = {});
 
   std::string name() const override { return "modadd"; }
-  std::string arch() const override { return "decoder"; }
+  Arch arch() const override { return Arch::kDecoder; }
   nlohmann::json options() const override { return options_; }
   const Vocab& vocab() const override { return vocab_; }
   int64_t max_len() const override { return 4; }

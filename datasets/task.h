@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/arch.h"
 #include "core/batch.h"
 #include "datasets/probe.h"
 #include "datasets/vocab.h"
@@ -63,8 +64,8 @@ class Task {
 
   /// The factory name ("pronoun", "copy", ...).
   virtual std::string name() const = 0;
-  /// "encoder" | "decoder" | "seq2seq".
-  virtual std::string arch() const = 0;
+  /// The architecture the task's batches are for.
+  virtual Arch arch() const = 0;
   /// The options the task was made with, every default filled in: make_task(name(), options())
   /// rebuilds the same task (a checkpoint stores this as its task config).
   virtual nlohmann::json options() const = 0;

@@ -147,7 +147,7 @@ int64_t stack_count(const ModelConfig& c, const StackSpec& s) {
 
 std::vector<StackSpec> stacks(const ModelConfig& c) {
   const bool head = !c.tie_embeddings;
-  if (c.arch == "seq2seq")
+  if (c.arch == Arch::kSeq2seq)
     return {{"enc.", c.src_vocab_size, c.src_max_len, false, false},
             {"dec.", c.vocab_size, c.max_len, true, head}};
   return {{"", c.vocab_size, c.max_len, false, head}};
@@ -180,7 +180,11 @@ ModelConfig ModelConfig::from_json(const json& j) {
     QKV_CHECK(std::find(known.begin(), known.end(), item.key()) != known.end(),
               "model config: unknown key '{}' (known keys: {})", item.key(), joined(known));
   ModelConfig c;
-  if (j.contains("arch")) c.arch = get_string(j, "arch");
+  if (j.contains("arch")) {
+    const std::string arch = get_string(j, "arch");
+    check_one_of("arch", arch, kArchs);  // the same message as the other named choices
+    c.arch = parse_arch(arch);
+  }
   if (j.contains("vocab_size")) c.vocab_size = get_int(j, "vocab_size");
   if (j.contains("max_len")) c.max_len = get_int(j, "max_len");
   if (j.contains("d_model")) c.d_model = get_int(j, "d_model");
@@ -224,7 +228,7 @@ ModelConfig ModelConfig::parse(const std::string& text) {
 
 json ModelConfig::to_json() const {
   const ModelConfig c = resolved();
-  return json{{"arch", c.arch},
+  return json{{"arch", arch_name(c.arch)},
               {"vocab_size", c.vocab_size},
               {"max_len", c.max_len},
               {"d_model", c.d_model},
@@ -252,7 +256,6 @@ ModelConfig ModelConfig::resolved() const {
 }
 
 void ModelConfig::validate(size_t bytes_per_param) const {
-  check_one_of("arch", arch, kArchs);
   check_one_of("activation", activation, kActivations);
   check_one_of("norm", norm, kNorms);
   check_one_of("pos", pos, kPos);
@@ -283,7 +286,7 @@ void ModelConfig::validate(size_t bytes_per_param) const {
   QKV_CHECK(std::isfinite(ln_eps) && ln_eps > 0, "model config: ln_eps must be positive, got {}",
             ln_eps);
   const ModelConfig c = resolved();
-  if (c.arch == "encoder") {
+  if (c.arch == Arch::kEncoder) {
     QKV_CHECK(!c.tie_embeddings || c.n_out == c.vocab_size,
               "model config: tie_embeddings needs n_out = vocab_size (the head reuses "
               "tok_emb.weight), got n_out {} and vocab_size {}",
@@ -299,7 +302,7 @@ void ModelConfig::validate(size_t bytes_per_param) const {
   const int64_t count = param_count(c);
   int64_t bytes = sat_mul(count, static_cast<int64_t>(bytes_per_param));
   if (c.pos == "sinusoidal")
-    bytes = sat_add(bytes, sat_mul(sat_add(c.max_len, c.arch == "seq2seq" ? c.src_max_len : 0),
+    bytes = sat_add(bytes, sat_mul(sat_add(c.max_len, c.arch == Arch::kSeq2seq ? c.src_max_len : 0),
                                    sat_mul(c.d_model, static_cast<int64_t>(bytes_per_param))));
   const int64_t physical = physical_memory_bytes();
   QKV_CHECK(bytes <= physical,

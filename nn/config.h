@@ -16,12 +16,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/arch.h"
 #include "core/shape.h"
 
 namespace qkv {
 
 struct ModelConfig {
-  std::string arch = "decoder";     // "encoder" | "decoder" | "seq2seq"
+  Arch arch = Arch::kDecoder;       // JSON "encoder" | "decoder" | "seq2seq"
   int64_t vocab_size = 64;          // token ids in [0, vocab_size) (decoder side for seq2seq)
   int64_t max_len = 64;             // longest sequence (decoder side for seq2seq)
   int64_t d_model = 64;             // channels C

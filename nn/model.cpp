@@ -59,14 +59,14 @@ Model<T>::Model(const ModelConfig& config, uint64_t seed)
     : config_(checked(config, sizeof(T))), dropout_rng_(std::make_unique<Rng>(dropout_seed(seed))) {
   const ModelConfig& c = config_;
   const bool head = !c.tie_embeddings;
-  if (c.arch == "seq2seq") {
+  if (c.arch == Arch::kSeq2seq) {
     Module<T>& enc = this->register_module("enc", std::make_unique<Module<T>>());
     Module<T>& dec = this->register_module("dec", std::make_unique<Module<T>>());
     build_stack(src_, enc, AttnStack::kEncoder, c.src_vocab_size, c.src_max_len, /*cross=*/false,
                 /*head=*/false);
     build_stack(main_, dec, AttnStack::kDecoder, c.vocab_size, c.max_len, /*cross=*/true, head);
   } else {
-    const AttnStack stack = c.arch == "encoder" ? AttnStack::kEncoder : AttnStack::kDecoder;
+    const AttnStack stack = c.arch == Arch::kEncoder ? AttnStack::kEncoder : AttnStack::kDecoder;
     build_stack(main_, *this, stack, c.vocab_size, c.max_len, /*cross=*/false, head);
   }
   reset_parameters(seed);
@@ -177,7 +177,7 @@ ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
   const int64_t B = batch.batch_size(), T_ = batch.seq_len();
   check_mask("mask", batch.mask, batch.tokens.shape);
   ForwardResult<T> r;
-  if (c.arch == "encoder") {
+  if (c.arch == Arch::kEncoder) {
     QKV_CHECK(batch.positions.shape == Shape{B}, "Model: batch positions has shape {}, expected {}",
               batch.positions.shape, Shape{B});
     for (int64_t b = 0; b < B; ++b)
@@ -204,7 +204,7 @@ ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
     self_mask.key_padding = batch.mask;
     Var<T> memory;
     AttnMask cross_mask;
-    if (c.arch == "seq2seq") {
+    if (c.arch == Arch::kSeq2seq) {
       check_ids("src", batch.src);
       QKV_CHECK(batch.src.shape[0] == B, "Model: batch src has {} rows, tokens {}",
                 batch.src.shape[0], B);

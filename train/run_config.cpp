@@ -217,7 +217,7 @@ void check_model_fits(const ModelConfig& m, const Task& task) {
   QKV_CHECK(m.max_len >= task.max_len(),
             "model config: 'max_len' is {} but task '{}' has sequences of up to {} tokens",
             m.max_len, t, task.max_len());
-  if (m.arch == "seq2seq") {
+  if (m.arch == Arch::kSeq2seq) {
     QKV_CHECK(m.src_vocab_size == task.src_vocab().size(),
               "model config: 'src_vocab_size' is {} but task '{}' has {} source tokens",
               m.src_vocab_size, t, task.src_vocab().size());

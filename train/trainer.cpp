@@ -359,7 +359,7 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   if (e.interrupted) return;  // a stop request: the partial evaluation says nothing
   rec.val_loss = e.loss;
   rec.val_accuracy = e.score.accuracy();
-  if (task_->arch() != "encoder")  // a sequence task: its per-token accuracy too
+  if (task_->arch() != Arch::kEncoder)  // a sequence task: its per-token accuracy too
     rec.extra["val_token_accuracy"] = e.score.token_accuracy();
   // Accuracy on as many training examples (the first ones) as val was scored on: next to val
   // accuracy it shows memorising vs generalising — grokking's two curves.
