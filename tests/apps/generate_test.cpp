@@ -25,6 +25,7 @@
 #include "run_qkv.h"
 #include "test_files.h"
 #include "train/checkpoint.h"
+#include "train/run_config.h"
 
 namespace qkv::cli {
 namespace {
@@ -461,18 +462,15 @@ TEST_F(GenerateCommand, BadInputExitsTwoNamingTheFlag) {
 }
 
 TEST_F(GenerateCommand, AnEncoderCheckpointPointsToAttend) {
-  ModelConfig c = ModelConfig::from_json({{"arch", "encoder"},
-                                          {"vocab_size", 11},
-                                          {"max_len", 6},
-                                          {"d_model", 8},
-                                          {"n_heads", 2},
-                                          {"n_layers", 1},
-                                          {"d_ff", 16},
-                                          {"n_out", 3}});
+  // A small pronoun model that fits its task (a checkpoint that does not is refused earlier).
+  const RunConfig cfg = resolve_run_config(
+      "pronoun", nullptr,
+      {{"model", {{"d_model", 8}, {"n_heads", 2}, {"n_layers", 1}, {"d_ff", 16}}}});
+  const ModelConfig& c = cfg.model;
   Model<float> model(c, 3);
   Checkpoint ckpt;
   ckpt.model_config = c.to_json();
-  ckpt.task_config = {{"name", "pronoun"}};
+  ckpt.task_config = cfg.task;
   ckpt.params = model.export_parameters();
   save_checkpoint(path("encoder.h5"), ckpt);
   const std::string p = path("encoder.h5");
