@@ -12,7 +12,7 @@
 #include "apps/loaded.h"
 #include "apps/terminal.h"
 #include "autograd/var.h"
-#include "train/plot.h"
+#include "plot/plot.h"
 
 namespace qkv::cli {
 namespace {

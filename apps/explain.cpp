@@ -16,7 +16,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
-#include "train/plot.h"
+#include "plot/plot.h"
 
 namespace qkv::cli {
 namespace {

@@ -1,5 +1,6 @@
-// Self-contained SVG pictures (no dependencies, no scripts): line charts for the loss and
-// accuracy curves, and heatmaps for attention maps and "attention over training".
+// Self-contained SVG pictures (no dependencies, no scripts): line charts of named series and
+// heatmaps of matrices. Callers turn their own records into series (train/charts.h does so for
+// metrics.jsonl), so this library knows no training run.
 //
 // Output is well-formed XML (labels are escaped; control characters and invalid UTF-8 are
 // replaced), deterministic (coordinates with two decimals), and viewable in any browser.
@@ -9,11 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "train/metrics.h"
-
 namespace qkv {
 
-/// One named curve: y over x (x is the training step).
+/// One named curve: y over x (x is usually the training step).
 struct PlotSeries {
   std::string name;
   std::vector<double> x;
@@ -34,19 +33,6 @@ struct LineChartOptions {
 /// non-finite y are skipped; a series with one point also gets a <circle>). Throws qkv::Error when
 /// a series' x and y differ in length.
 std::string line_chart_svg(const std::vector<PlotSeries>& series, const LineChartOptions& options);
-
-/// The pronoun task's referent attention over training, for one head (`module`, `head`), from the
-/// records' extras written by the trainer: "P(referent)" and "P(distractor)" (the mean share of
-/// the pronoun's attention on each noun) and "referent > distractor" (the share of sentences where
-/// the referent gets more). Records without those extras are skipped.
-std::string referent_chart_svg(const std::vector<MetricsRecord>& records, const std::string& module,
-                               int64_t head, const std::string& title);
-
-/// The loss curve of a run: "train loss" (records with loss) and "val loss" (with val_loss).
-std::string loss_chart_svg(const std::vector<MetricsRecord>& records, const std::string& title,
-                           bool log_y = false);
-/// The accuracy curve of a run: "val accuracy" (records with val_accuracy).
-std::string accuracy_chart_svg(const std::vector<MetricsRecord>& records, const std::string& title);
 
 struct HeatmapOptions {
   std::string title;
