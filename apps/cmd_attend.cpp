@@ -12,6 +12,7 @@
 #include "apps/loaded.h"
 #include "apps/terminal.h"
 #include "autograd/var.h"
+#include "core/atomic_file.h"
 #include "plot/plot.h"
 
 namespace qkv::cli {
@@ -141,7 +142,7 @@ void run_attend(AttendArgs a) {
     }
   }
   html += "</body></html>\n";
-  std::ofstream(dir / "attention.html") << html;
+  write_file_atomic((dir / "attention.html").string(), html);
   fmt::print("wrote {} (one SVG per head) and {}\n", dir.string(),
              (dir / "attention.html").string());
 }

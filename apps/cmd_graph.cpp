@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "apps/graph.h"
 #include "apps/loaded.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -135,13 +136,7 @@ void run_graph(const GraphArgs& a, bool arch_given) {
     fmt::print("{}", dot);
     return;
   }
-  {
-    std::ofstream f(a.out, std::ios::binary | std::ios::trunc);
-    QKV_CHECK(f.is_open(), "--out: cannot write '{}'", a.out);
-    f << dot;
-    f.flush();
-    QKV_CHECK(f.good(), "--out: writing '{}' failed (disk full?)", a.out);
-  }
+  write_file_atomic(a.out, dot);
   fmt::print("wrote {}; render it with: dot -Tsvg {} -o graph.svg\n", a.out, a.out);
 }
 

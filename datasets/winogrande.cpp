@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace qkv {
@@ -81,11 +82,9 @@ std::vector<WinoRecord> read_winogrande(const std::string& path) {
 }
 
 void write_winogrande(const std::string& path, const std::vector<WinoRecord>& records) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  QKV_CHECK(out.good(), "cannot write '{}'", path);
-  for (const WinoRecord& r : records) out << format_winogrande_line(r) << '\n';
-  out.flush();
-  QKV_CHECK(out.good(), "error writing '{}'", path);
+  std::string text;
+  for (const WinoRecord& r : records) text += format_winogrande_line(r) + '\n';
+  write_file_atomic(path, text);
 }
 
 }  // namespace qkv

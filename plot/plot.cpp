@@ -1,13 +1,10 @@
 #include "plot/plot.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <limits>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace qkv {
@@ -388,16 +385,7 @@ std::string heatmap_svg(const std::vector<double>& values, int64_t rows, int64_t
 }
 
 void write_svg(const std::string& path, const std::string& svg) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    QKV_CHECK(out.is_open(), "cannot write picture '{}': {}", tmp, std::strerror(errno));
-    out << svg;
-    out.flush();
-    QKV_CHECK(out.good(), "writing picture '{}' failed (disk full?)", tmp);
-  }
-  QKV_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot write picture '{}': {}", path,
-            std::strerror(errno));
+  write_file_atomic(path, svg);
 }
 
 }  // namespace qkv

@@ -54,7 +54,7 @@ std::string heatmap_svg(const std::vector<double>& values, int64_t rows, int64_t
 /// `text` with & < > " ' escaped, control characters shown as \xNN and invalid UTF-8 as U+FFFD.
 std::string xml_escape(const std::string& text);
 
-/// Writes `svg` to `path` (via path.tmp and a rename); throws qkv::Error naming the file.
+/// Writes `svg` to `path` with write_file_atomic (core/atomic_file.h).
 void write_svg(const std::string& path, const std::string& svg);
 
 }  // namespace qkv

@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace qkv {
@@ -150,16 +151,7 @@ void truncate_metrics(const std::string& path, int64_t last_step) {
   scan_metrics(path, [&](const std::string& line, const MetricsRecord& r) {
     if (r.step <= last_step) kept += line + "\n";  // verbatim, not re-formatted
   });
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    QKV_CHECK(out.is_open(), "cannot write '{}': {}", tmp, std::strerror(errno));
-    out << kept;
-    out.flush();
-    QKV_CHECK(out.good(), "writing '{}' failed (disk full?)", tmp);
-  }
-  QKV_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot replace metrics file '{}': {}",
-            path, std::strerror(errno));
+  write_file_atomic(path, kept);
 }
 
 }  // namespace qkv

@@ -420,8 +420,8 @@ TEST(ExplainCommand, BadInputExitsTwoWithOneLineNamingTheFlagOrFile) {
   r = explain({"--out", "/no/such/folder/x.txt"});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err,
-            "qkv: --out /no/such/folder/x.txt: cannot write the file (does its folder "
-            "exist?)\n");
+            "qkv: cannot write /no/such/folder/x.txt: its folder /no/such/folder does not "
+            "exist\n");
 }
 
 }  // namespace
