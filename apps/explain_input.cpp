@@ -9,6 +9,7 @@
 
 #include "apps/explain.h"
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv::cli {
 namespace {
@@ -144,18 +145,16 @@ ExplainInput parse_explain_input(const std::string& json_text, const std::string
 
   ExplainInput in;
   in.source = source;
-  if (doc.contains("sentence")) {
-    if (!doc["sentence"].is_string()) p.bad("'sentence' must be a string");
-    in.sentence = doc["sentence"].get<std::string>();
-  }
+  const JsonReader r(source, doc);
+  r.string("sentence", in.sentence);
   if (!doc.contains("words")) p.bad("missing 'words' (a list of {\"word\": ..., \"x\": [...]})");
   in.words = p.words(doc["words"], "'words'", 0);
   if (in.words.size() < 2) p.bad("'words' needs at least two words to attend over");
   const Eigen::Index d = in.words.front().x.size();
 
-  if (!doc.contains("query")) p.bad("missing 'query' (the word, from 'words', that attends)");
-  if (!doc["query"].is_string()) p.bad("'query' must be a string: one of the words");
-  const std::string query = doc["query"].get<std::string>();
+  if (!r.find("query")) p.bad("missing 'query' (the word, from 'words', that attends)");
+  std::string query;
+  r.string("query", query);
   int found = 0;
   for (size_t i = 0; i < in.words.size(); ++i)
     if (in.words[i].word == query) in.query = static_cast<int>(i), ++found;
@@ -184,10 +183,7 @@ ExplainInput parse_explain_input(const std::string& json_text, const std::string
     for (const auto& [key, value] : c.items())
       if (key != "sentence" && key != "query" && key != "words")
         p.bad("unknown key 'cross." + key + "' (expected sentence, query, words)");
-    if (c.contains("sentence")) {
-      if (!c["sentence"].is_string()) p.bad("'cross.sentence' must be a string");
-      in.cross_sentence = c["sentence"].get<std::string>();
-    }
+    JsonReader(source, c, "cross").string("sentence", in.cross_sentence);
     in.cross_query = p.word(c["query"], "'cross.query'", d);
     in.cross_words = p.words(c["words"], "'cross.words'", d);
   } else {

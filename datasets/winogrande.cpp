@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv {
 namespace {
@@ -38,8 +39,8 @@ WinoRecord parse_winogrande_line(const std::string& line, const std::string& whe
   r.option1 = text_field(j, "option1", where, true);
   r.option2 = text_field(j, "option2", where, true);
   auto a = j.find("answer");
-  if (a != j.end() && a->is_number_integer()) {
-    r.answer = std::to_string(a->get<int64_t>());
+  if (a != j.end() && json_integer(*a)) {
+    r.answer = std::to_string(*json_integer(*a));
   } else {
     r.answer = text_field(j, "answer", where, false);
   }

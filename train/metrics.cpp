@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv {
 namespace {
@@ -71,9 +72,10 @@ MetricsRecord parse_metrics(const std::string& line) {
   }
   QKV_CHECK(j.is_object(), "not a JSON object: {}", line);
   auto step = j.find("step");
-  QKV_CHECK(step != j.end() && step->is_number_integer(), "no integer 'step' field in {}", line);
+  const std::optional<int64_t> step_value = step != j.end() ? json_integer(*step) : std::nullopt;
+  QKV_CHECK(step_value.has_value(), "no integer 'step' field in {}", line);
   MetricsRecord r;
-  r.step = step->get<int64_t>();
+  r.step = *step_value;
   for (const Field& f : kFields) {
     auto it = j.find(f.key);
     if (it == j.end()) continue;

@@ -334,6 +334,8 @@ TEST(ExplainInput, RejectsBadFilesWithOneMessageNamingTheFileAndTheProblem) {
             "--vectors v.json: 'target' has 2 numbers but the values have 1 (one per row of W_V)");
   EXPECT_EQ(problem("\"query\": \"dort\"", "\"query\": \"chien\""),
             "--vectors v.json: 'query' is 'chien', which is not one of the words");
+  EXPECT_EQ(problem("\"query\": \"dort\"", "\"query\": 2"),
+            "--vectors v.json: 'query' must be a string, got 2");
   EXPECT_EQ(problem("\"W_V\"", "\"W_v\""),
             "--vectors v.json: unknown key 'W_v' (expected sentence, words, query, W_Q, W_K, W_V, "
             "target, cross)");
