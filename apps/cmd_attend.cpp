@@ -14,6 +14,7 @@
 #include "autograd/var.h"
 #include "core/atomic_file.h"
 #include "plot/plot.h"
+#include "train/decode.h"
 
 namespace qkv::cli {
 namespace {

@@ -9,9 +9,9 @@
 #include <fmt/core.h>
 
 #include "apps/commands.h"
-#include "apps/generate.h"
 #include "apps/loaded.h"
 #include "core/error.h"
+#include "train/decode.h"
 
 namespace qkv::cli {
 namespace {

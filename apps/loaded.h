@@ -21,9 +21,4 @@ struct Loaded {
 /// shapes) and rebuilds its task. Throws qkv::Error naming the file on any problem.
 Loaded load_trained(const std::string& path);
 
-/// Greedy continuation of a decoder or seq2seq batch of one example: appends argmax tokens to
-/// batch.tokens until <eos> or the model's max_len; returns the appended ids. batch.targets is
-/// cleared (the continued batch has no answer to score).
-std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id);
-
 }  // namespace qkv::cli
