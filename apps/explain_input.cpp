@@ -127,14 +127,7 @@ ExplainInput default_explain_input() {
 
 ExplainInput parse_explain_input(const std::string& json_text, const std::string& source) {
   const Parser p{source};
-  json doc;
-  try {
-    doc = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    std::replace(what.begin(), what.end(), '\n', ' ');
-    p.bad("not valid JSON (" + what + ")");
-  }
+  const json doc = parse_json(json_text, source);
   if (!doc.is_object()) p.bad("expected a JSON object with 'words', 'query', 'W_Q', 'W_K', 'W_V'");
   static const std::set<std::string> known = {"sentence", "words", "query",  "W_Q",
                                               "W_K",      "W_V",   "target", "cross"};

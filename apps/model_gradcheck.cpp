@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 #include "nn/config.h"
 #include "nn/model.h"
 #include "nn/model_gradcheck.h"
@@ -43,23 +44,6 @@ json default_config(const std::string& arch) {
   return j;
 }
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot read the model config", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return json::parse(text.str());
-  } catch (const std::exception& e) {
-    // "[json.exception.parse_error.101] parse error at …" → "parse error at …"
-    std::string why = e.what();
-    size_t close = why.find("] ");
-    if (why.rfind("[json.exception.", 0) == 0 && close != std::string::npos)
-      why = why.substr(close + 2);
-    fail("{}: not valid JSON ({})", path, why);
-  }
-}
-
 bool check_one(const json& config_json, const GradcheckOptions& options) {
   const ModelConfig config = ModelConfig::from_json(config_json);
   const ModelGradcheckSetup s = model_gradcheck_setup(config, options.seed);
@@ -89,7 +73,7 @@ bool check_models(const std::string& arch, const std::string& config_path,
   if (config_path.empty()) {
     for (const std::string& a : archs) configs.push_back(default_config(a));
   } else {
-    json file = read_json_file(config_path);
+    json file = read_json_file(config_path, config_path);
     if (!file.is_object()) fail("{}: the model config must be a JSON object", config_path);
     if (file.contains("arch")) {
       if (arch != "all" && file["arch"] != arch)

@@ -1,10 +1,36 @@
 #include "core/json_reader.h"
 
+#include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 
 namespace qkv {
+
+nlohmann::json parse_json(const std::string& text, const std::string& where) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at …" → "parse error at …", on one line
+    std::string why = e.what();
+    const size_t close = why.find("] ");
+    if (why.rfind("[json.exception.", 0) == 0 && close != std::string::npos)
+      why = why.substr(close + 2);
+    std::replace(why.begin(), why.end(), '\n', ' ');
+    fail("{}: not valid JSON ({})", where, why);
+  }
+}
+
+nlohmann::json read_json_file(const std::string& path, const std::string& where) {
+  std::ifstream in(path, std::ios::binary);
+  QKV_CHECK(in.good(), "{}: cannot read the file", where);
+  std::stringstream text;
+  text << in.rdbuf();
+  QKV_CHECK(!in.bad(), "{}: cannot read the file", where);
+  return parse_json(text.str(), where);
+}
 
 std::optional<int64_t> json_integer(const nlohmann::json& v) {
   if (v.is_number_unsigned()) {

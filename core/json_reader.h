@@ -17,6 +17,14 @@
 
 namespace qkv {
 
+/// `text` parsed as JSON; a syntax error is one qkv::Error on one line:
+/// "WHERE: not valid JSON (parse error at line 1, column 9: …)".
+nlohmann::json parse_json(const std::string& text, const std::string& where);
+
+/// The file at `path` parsed as JSON; qkv::Error "WHERE: cannot read the file" when it cannot be
+/// read, or parse_json's message.
+nlohmann::json read_json_file(const std::string& path, const std::string& where);
+
 /// `v` as an integer under the rule above, or nothing.
 std::optional<int64_t> json_integer(const nlohmann::json& v);
 

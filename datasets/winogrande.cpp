@@ -26,12 +26,7 @@ std::string text_field(const nlohmann::json& j, const char* key, const std::stri
 }  // namespace
 
 WinoRecord parse_winogrande_line(const std::string& line, const std::string& where) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON ({})", where, e.what());
-  }
+  const nlohmann::json j = parse_json(line, where);
   QKV_CHECK(j.is_object(), "{}: expected a JSON object, got {}", where, j.type_name());
   WinoRecord r;
   r.qid = text_field(j, "qID", where, false);

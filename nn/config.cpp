@@ -172,13 +172,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
 }
 
 ModelConfig ModelConfig::parse(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail("model config: not valid JSON ({})", e.what());
-  }
-  return from_json(j);
+  return from_json(parse_json(text, "model config"));
 }
 
 json ModelConfig::to_json() const {

@@ -71,5 +71,16 @@ TEST(JsonReader, MessagesNameTheKeyAndTheValue) {
   EXPECT_EQ(error_of([&] { r.string("s", s); }), "model config: 's' must be a string, got 3");
 }
 
+TEST(ParseJson, ASyntaxErrorIsOneLineNamingTheSource) {
+  EXPECT_EQ(parse_json(R"({"a": [1, 2]})", "x.json")["a"][1], 2);
+  const std::string e = error_of([] { parse_json("{\"a\": }", "--config x.json"); });
+  EXPECT_EQ(e.rfind("--config x.json: not valid JSON (parse error at line 1, column 7", 0), 0u)
+      << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos);
+  EXPECT_EQ(e.find("[json.exception"), std::string::npos);
+  EXPECT_EQ(error_of([] { read_json_file("/no/such/file.json", "--config /no/such/file.json"); }),
+            "--config /no/such/file.json: cannot read the file");
+}
+
 }  // namespace
 }  // namespace qkv
