@@ -21,6 +21,7 @@ Batch random_batch(const ModelConfig& config, Rng& rng, const RandomBatchOptions
     for (int64_t t = len - n; t < len; ++t) m[(B - 1) * len + t] = 0;
     return m;
   };
+  QKV_CHECK(o.read_out < T, "random_batch: read_out {} is past seq_len {}", o.read_out, T);
   const int64_t pad = o.padded && T >= 3 ? 2 : 0;
 
   Batch b;
@@ -38,7 +39,6 @@ Batch random_batch(const ModelConfig& config, Rng& rng, const RandomBatchOptions
       b.positions[i] = static_cast<int32_t>(o.read_out >= 0 ? o.read_out
                                             : i == B - 1    ? T - 1 - pad
                                                             : T - 1);
-    QKV_CHECK(o.read_out < T, "random_batch: read_out {} is past seq_len {}", o.read_out, T);
     b.targets = ids(1, B, c.n_out);
     b.targets.shape = Shape{B};
     return b;
