@@ -6,7 +6,7 @@
 
 #include <fmt/core.h>
 
-#include "train/plot.h"
+#include "plot/plot.h"
 
 namespace qkv::cli {
 

@@ -25,6 +25,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "nn/random_batch.h"
 
 namespace qkv {
 namespace {
@@ -73,23 +74,14 @@ const BenchConfig& bench_config(const std::string& name) {
 }
 
 Batch bench_batch(const BenchConfig& config, uint64_t seed) {
-  const int64_t B = config.batch, T = config.seq_len(), V = config.model.vocab_size;
   Rng rng(seed);
-  auto token = [&] { return static_cast<int32_t>(rng.below(static_cast<uint64_t>(V))); };
-  Batch b;
-  if (config.model.arch == Arch::kDecoder) {
-    std::vector<int32_t> buf(static_cast<size_t>(B * T + 1));
-    for (int32_t& t : buf) t = token();
-    b.tokens = IndexTensor({B, T}, std::vector<int32_t>(buf.begin(), buf.end() - 1));
-    b.targets = IndexTensor({B, T}, std::vector<int32_t>(buf.begin() + 1, buf.end()));
-  } else {
-    b.tokens = IndexTensor({B, T});
-    for (int32_t& t : b.tokens.data) t = token();
-    b.targets = IndexTensor({B});
-    for (int32_t& t : b.targets.data) t = token();
-    b.positions = IndexTensor({B}, 0);
-  }
-  return b;
+  RandomBatchOptions o;
+  o.batch_size = config.batch;
+  o.seq_len = config.seq_len();
+  o.padded = false;
+  o.next_token = true;
+  o.read_out = 0;
+  return random_batch(config.model, rng, o);
 }
 
 BenchStep::BenchStep(const BenchConfig& config, uint64_t seed)

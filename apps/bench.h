@@ -38,9 +38,9 @@ const std::vector<BenchConfig>& bench_configs();
 /// The configuration called `name`; throws qkv::Error naming --config and the known names.
 const BenchConfig& bench_config(const std::string& name);
 
-/// A random batch of `config` from an Rng seeded by `seed`. Decoder: B·T+1 uniform tokens, inputs
-/// are the first B·T and targets the last B·T (next-token prediction, as the peer). Encoder:
-/// tokens [B, T] and targets [B] uniform, read out at position 0.
+/// random_batch (nn/random_batch.h) of `config` from an Rng seeded by `seed`, unpadded. Decoder:
+/// B·T+1 uniform tokens, inputs the first B·T and targets the last B·T (next-token prediction, as
+/// the peer). Encoder: tokens [B, T] and targets [B] uniform, read out at position 0.
 Batch bench_batch(const BenchConfig& config, uint64_t seed);
 
 /// The model, AdamW(lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 0) and batch of one

@@ -13,10 +13,12 @@
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "apps/language_model.h"
-#include "apps/loaded.h"
+#include "train/load.h"
 #include "apps/terminal.h"
 #include "autograd/var.h"
-#include "train/plot.h"
+#include "core/atomic_file.h"
+#include "plot/plot.h"
+#include "train/decode.h"
 
 namespace qkv::cli {
 namespace {
@@ -139,7 +141,7 @@ void print_row(const float* row, int64_t S, int64_t shown, const std::vector<std
 }
 
 void run_attend(AttendArgs a) {
-  Loaded l = load_trained(a.checkpoint);
+  TrainedModel l = load_trained(a.checkpoint);
   Task& task = *l.task;
   Model<float>& model = *l.model;
   const Arch arch = task.arch();
@@ -237,7 +239,7 @@ void run_attend(AttendArgs a) {
       page.add(role.kind(arch), role.layer, h, name, svg);
     }
   }
-  std::ofstream(dir / "attention.html") << page.html();
+  write_file_atomic((dir / "attention.html").string(), page.html());
   fmt::print("wrote {} (one SVG per head) and {}\n", dir.string(),
              (dir / "attention.html").string());
 }

@@ -8,6 +8,7 @@
 
 #include "apps/commands.h"
 #include "apps/explain.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace qkv::cli {
@@ -37,21 +38,6 @@ std::string pick_format(const ExplainArgs& a) {
   return "text";
 }
 
-/// Writes `text` to `path` via path.tmp and a rename; throws qkv::Error naming the file.
-void write_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    QKV_CHECK(f.good(), "--out {}: cannot write the file (does its folder exist?)", path);
-    f << text;
-    f.flush();
-    QKV_CHECK(f.good(), "--out {}: writing failed (disk full?)", path);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  QKV_CHECK(!ec, "--out {}: cannot replace the file ({})", path, ec.message());
-}
-
 void run_explain(const ExplainArgs& a) {
   const std::string format = pick_format(a);
   const ExplainInput input =
@@ -60,7 +46,7 @@ void run_explain(const ExplainArgs& a) {
   if (a.out.empty()) {
     fmt::print("{}", text);
   } else {
-    write_file(a.out, text);
+    write_file_atomic(a.out, text);
     fmt::print(stderr, "wrote {} ({})\n", a.out, format);
   }
 }

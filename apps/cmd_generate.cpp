@@ -10,9 +10,9 @@
 
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
-#include "apps/generate.h"
-#include "apps/loaded.h"
+#include "train/load.h"
 #include "core/error.h"
+#include "train/decode.h"
 
 namespace qkv::cli {
 namespace {
@@ -74,7 +74,7 @@ std::vector<int32_t> encode_prompt(const Task& task, const std::string& prompt) 
 
 void run_generate(const GenerateArgs& a) {
   check_sampling_options(a.sampling);
-  Loaded l = load_trained(a.checkpoint);
+  TrainedModel l = load_trained(a.checkpoint);
   const Task& task = *l.task;
   const Arch arch = l.model->config().arch;
   if (arch != Arch::kDecoder)

@@ -11,18 +11,13 @@
 // presence, dtype, shape and finiteness) and the batch against the model config (shapes, ids in
 // the vocabularies, positions inside the sequence). Any problem is one qkv::Error, exit status 2.
 // The output is written to OUT.tmp and renamed over OUT, so a reader never sees half a file.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 
 #include <fmt/core.h>
 
 #include "apps/commands.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/h5.h"
 #include "datasets/batch_io.h"
@@ -50,25 +45,15 @@ BatchSpec spec_of(const ModelConfig& c) {
   return s;
 }
 
-void sync_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open to sync it ({})", path, std::strerror(errno));
-  int r = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (r != 0) fail("{}: cannot sync ({})", path, std::strerror(err));
-}
-
 /// Forward with dropout off and every attention map kept, backward from the loss, then the file:
-/// written to OUT.tmp, flushed, synced and renamed over OUT (removed again on any failure).
+/// replaced atomically (replace_file_atomic: OUT.tmp, synced, renamed over OUT).
 template <typename T>
 void run(Model<T>& model, const Batch& batch, const GradsArgs& a) {
   ForwardResult<T> r = model.forward(batch, /*keep_attention=*/true);
   QKV_CHECK(r.loss.defined(), "{}: the batch has no targets, so there is no loss", a.batch);
   r.loss.backward();
 
-  const std::string tmp = a.out + ".tmp";
-  try {
+  replace_file_atomic(a.out, [&](const std::string& tmp) {
     h5::File f = h5::File::create(tmp);
     f.set_string_attr("format", "qkv-grads");
     f.set_string_attr("dtype", a.dtype);
@@ -84,13 +69,7 @@ void run(Model<T>& model, const Batch& batch, const GradsArgs& a) {
     for (const AttentionMap<T>& m : r.attention) f.write("attention/" + m.path, m.P);
     f.flush();
     f.close();
-    sync_file(tmp);
-    if (std::rename(tmp.c_str(), a.out.c_str()) != 0)
-      fail("cannot rename {} to {} ({})", tmp, a.out, std::strerror(errno));
-  } catch (const std::exception& e) {
-    std::remove(tmp.c_str());
-    fail("cannot write {}: {}", a.out, e.what());
-  }
+  });
 }
 
 void grads(const GradsArgs& a) {

@@ -11,9 +11,11 @@
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "apps/graph.h"
-#include "apps/loaded.h"
+#include "train/load.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "nn/random_batch.h"
 
 namespace qkv::cli {
 namespace {
@@ -31,28 +33,6 @@ std::string input_label(const std::string& name, const IndexTensor& ids,
   std::string s = name + " " + shape_label(ids.shape) + "\n";
   for (size_t i = 0; i < ids.data.size(); ++i) s += (i ? " " : "") + text(ids.data[i]);
   return s;
-}
-
-/// A batch of one example for the random model: ids drawn from `seed`, five tokens.
-Batch random_batch(const ModelConfig& c, uint64_t seed) {
-  Rng rng(seed);
-  auto ids = [&](int64_t n, int64_t vocab) {
-    std::vector<int32_t> v;
-    for (int64_t i = 0; i < n; ++i) v.push_back(static_cast<int32_t>(rng.below(uint64_t(vocab))));
-    return IndexTensor(Shape{1, n}, v);
-  };
-  const int64_t T = 5;
-  Batch b;
-  b.tokens = ids(T, c.vocab_size);
-  if (c.arch == Arch::kEncoder) {
-    b.positions = IndexTensor(Shape{1}, {int32_t(T - 1)});
-    b.targets = IndexTensor(Shape{1}, {static_cast<int32_t>(rng.below(uint64_t(c.n_out)))});
-  } else {
-    if (c.arch == Arch::kSeq2seq) b.src = ids(T, c.src_vocab_size);
-    b.targets = ids(T, c.vocab_size);
-    for (int64_t t = 0; t + 1 < T; ++t) b.targets[t] = b.tokens[t + 1];  // next token
-  }
-  return b;
 }
 
 /// The index inputs of `batch` for `arch`, with text for ids.
@@ -104,14 +84,21 @@ void run_graph(const GraphArgs& a, bool arch_given) {
     const ModelConfig config = random_graph_config(a.arch);
     Model<float> model(config, static_cast<uint64_t>(a.seed));
     model.eval();
-    const Batch batch = random_batch(config, static_cast<uint64_t>(a.seed));
+    // One example of five tokens (five source tokens for seq2seq), no padding, next-token targets.
+    Rng rng(static_cast<uint64_t>(a.seed));
+    RandomBatchOptions one;
+    one.batch_size = 1;
+    one.src_len = 5;
+    one.padded = false;
+    one.next_token = true;
+    const Batch batch = random_batch(config, rng, one);
     auto number = [](int32_t i) { return std::to_string(i); };
     o.inputs = batch_inputs(config.arch, batch, number, number, number);
     o.title = fmt::format("qkv graph: random {} (d_model {}, {} layer, {} heads, seed {})",
                           config.arch, config.d_model, config.n_layers, config.n_heads, a.seed);
     dot = draw(model, batch, o);
   } else {
-    Loaded l = load_trained(a.checkpoint);
+    TrainedModel l = load_trained(a.checkpoint);
     const Task& task = *l.task;
     const std::string sentence = a.sentence.empty() ? task.probe() : a.sentence;
     const Batch batch = task.encode(sentence, /*with_answer=*/true);
@@ -136,13 +123,7 @@ void run_graph(const GraphArgs& a, bool arch_given) {
     fmt::print("{}", dot);
     return;
   }
-  {
-    std::ofstream f(a.out, std::ios::binary | std::ios::trunc);
-    QKV_CHECK(f.is_open(), "--out: cannot write '{}'", a.out);
-    f << dot;
-    f.flush();
-    QKV_CHECK(f.good(), "--out: writing '{}' failed (disk full?)", a.out);
-  }
+  write_file_atomic(a.out, dot);
   fmt::print("wrote {}; render it with: dot -Tsvg {} -o graph.svg\n", a.out, a.out);
 }
 

@@ -14,6 +14,7 @@
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/json_reader.h"
 #include "train/trainer.h"
 
 namespace qkv::cli {
@@ -31,18 +32,6 @@ struct TrainArgs {
   int threads = 0;
   bool force = false, skip_nonfinite = false, print_config = false;
 };
-
-nlohmann::json read_config_file(const std::string& path) {
-  std::ifstream in(path);
-  QKV_CHECK(in.good(), "--config: cannot read '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail("--config: '{}' is not valid JSON: {}", path, e.what());
-  }
-}
 
 /// A flag's value, when it was given on the command line.
 struct Flag {
@@ -275,8 +264,9 @@ void add_train(CLI::App& app) {
       set_threads(a->threads);
       trainer = Trainer::resume(a->resume, o, train);
     } else {
-      const nlohmann::json file =
-          a->config.empty() ? nlohmann::json(nullptr) : read_config_file(a->config);
+      const nlohmann::json file = a->config.empty()
+                                      ? nlohmann::json(nullptr)
+                                      : read_json_file(a->config, "--config " + a->config);
       nlohmann::json overrides = {{"task", nlohmann::json::object()},
                                   {"model", nlohmann::json::object()},
                                   {"train", nlohmann::json::object()}};

@@ -1,6 +1,7 @@
 // qkv explain: the classic worked example of self-attention ("The animal didn't cross the street
 // because it was too tired"), forward and backward, with every number — and every gradient beside
-// its finite-difference estimate. The computation (build_report) is separate from the renderers.
+// its finite-difference estimate. Input (explain_input.cpp), computation (explain_compute.cpp), the
+// lesson (explain_lesson.cpp) and its renderers (explain_render_*.cpp) live in files of their own.
 //
 // Notation (one query row; rows of X, K, V are words):
 //   x_q [d]      the query word's embedding       X [n, d]   the words' embeddings
@@ -113,6 +114,11 @@ ExplainReport build_explain_report(const ExplainInput& input,
 /// The √d_k study: for each d, `trials` draws of q and `keys` keys with N(0, 1) entries.
 std::vector<ScalingRow> scaling_study(const std::vector<int>& dims, int keys, int trials,
                                       uint64_t seed);
+
+/// Labels "PREFIX" + each word ("k_animal", …).
+std::vector<std::string> labelled(const std::string& prefix, const std::vector<ExplainWord>& words);
+/// Labels PREFIX1 … PREFIXn ("x1", "x2", …).
+std::vector<std::string> components(const std::string& prefix, Eigen::Index n);
 
 /// The lesson as plain text, Markdown, or one self-contained HTML page (inline SVG, no scripts).
 std::string render_explain(const ExplainReport& report, const std::string& format);

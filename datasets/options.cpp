@@ -1,9 +1,9 @@
 #include "datasets/options.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv {
 
@@ -22,15 +22,7 @@ const nlohmann::json* TaskOptions::find(const std::string& key) {
 
 int64_t TaskOptions::integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
   int64_t v = def;
-  if (const nlohmann::json* j = find(key)) {
-    bool whole = j->is_number_integer() ||
-                 (j->is_number_float() && std::floor(j->get<double>()) == j->get<double>() &&
-                  std::fabs(j->get<double>()) < 9e18);
-    QKV_CHECK(whole, "{}: option '{}' must be an integer, got {}", task_, key, j->dump());
-    if (j->is_number_unsigned() && j->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-      fail("{}: option '{}' = {} is out of range [{}, {}]", task_, key, j->dump(), lo, hi);
-    v = j->is_number_integer() ? j->get<int64_t>() : static_cast<int64_t>(j->get<double>());
-  }
+  if (find(key)) JsonReader(task_, given_, "option").integer(key, v);
   QKV_CHECK(v >= lo && v <= hi, "{}: option '{}' = {} is out of range [{}, {}]", task_, key, v, lo,
             hi);
   resolved_[key] = v;
@@ -39,10 +31,7 @@ int64_t TaskOptions::integer(const std::string& key, int64_t def, int64_t lo, in
 
 double TaskOptions::number(const std::string& key, double def, double lo, double hi) {
   double v = def;
-  if (const nlohmann::json* j = find(key)) {
-    QKV_CHECK(j->is_number(), "{}: option '{}' must be a number, got {}", task_, key, j->dump());
-    v = j->get<double>();
-  }
+  if (find(key)) JsonReader(task_, given_, "option").number(key, v);
   QKV_CHECK(v >= lo && v <= hi, "{}: option '{}' = {} is out of range [{}, {}]", task_, key, v, lo,
             hi);
   resolved_[key] = v;
@@ -51,10 +40,7 @@ double TaskOptions::number(const std::string& key, double def, double lo, double
 
 std::string TaskOptions::string(const std::string& key, const std::string& def) {
   std::string v = def;
-  if (const nlohmann::json* j = find(key)) {
-    QKV_CHECK(j->is_string(), "{}: option '{}' must be a string, got {}", task_, key, j->dump());
-    v = j->get<std::string>();
-  }
+  if (find(key)) JsonReader(task_, given_, "option").string(key, v);
   resolved_[key] = v.empty() ? nlohmann::json(nullptr) : nlohmann::json(v);
   return v;
 }

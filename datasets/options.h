@@ -1,5 +1,5 @@
-// TaskOptions: reads a task's options JSON with defaults and type checks, and refuses keys the
-// task does not know. Used by the task constructors.
+// TaskOptions: reads a task's options JSON with defaults, range checks and core/json_reader.h's
+// type rule, refusing keys the task does not know. Used by the task constructors.
 #pragma once
 
 #include <cstdint>

@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_reader.h"
 #include "datasets/jsonl.h"
 
 namespace qkv {
@@ -19,8 +23,8 @@ WinoRecord winogrande_record(const nlohmann::json& j, const std::string& where) 
   r.option1 = string_field(j, "option1", where, true);
   r.option2 = string_field(j, "option2", where, true);
   auto a = j.find("answer");
-  if (a != j.end() && a->is_number_integer()) {
-    r.answer = std::to_string(a->get<int64_t>());
+  if (a != j.end() && json_integer(*a)) {
+    r.answer = std::to_string(*json_integer(*a));
   } else {
     r.answer = string_field(j, "answer", where, false);
   }
@@ -55,11 +59,9 @@ std::vector<WinoRecord> read_winogrande(const std::string& path) {
 }
 
 void write_winogrande(const std::string& path, const std::vector<WinoRecord>& records) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  QKV_CHECK(out.good(), "cannot write '{}'", path);
-  for (const WinoRecord& r : records) out << format_winogrande_line(r) << '\n';
-  out.flush();
-  QKV_CHECK(out.good(), "error writing '{}'", path);
+  std::string text;
+  for (const WinoRecord& r : records) text += format_winogrande_line(r) + '\n';
+  write_file_atomic(path, text);
 }
 
 }  // namespace qkv

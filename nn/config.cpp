@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv {
 namespace {
@@ -45,41 +46,6 @@ void check_one_of(const std::string& key, const std::string& value,
 
 void check_positive(const std::string& key, int64_t value) {
   QKV_CHECK(value > 0, "model config: {} must be a positive integer, got {}", key, value);
-}
-
-const char* type_name(const json& v) {
-  return v.type_name();
-}
-
-int64_t get_int(const json& j, const std::string& key) {
-  const json& v = j.at(key);
-  QKV_CHECK(v.is_number_integer(), "model config: {} must be an integer, got {} {}", key,
-            type_name(v), v.dump());
-  if (v.is_number_unsigned())
-    QKV_CHECK(v.get<uint64_t>() <= static_cast<uint64_t>(kMax),
-              "model config: {} is too large ({})", key, v.dump());
-  return v.get<int64_t>();
-}
-
-double get_double(const json& j, const std::string& key) {
-  const json& v = j.at(key);
-  QKV_CHECK(v.is_number(), "model config: {} must be a number, got {} {}", key, type_name(v),
-            v.dump());
-  return v.get<double>();
-}
-
-std::string get_string(const json& j, const std::string& key) {
-  const json& v = j.at(key);
-  QKV_CHECK(v.is_string(), "model config: {} must be a string, got {} {}", key, type_name(v),
-            v.dump());
-  return v.get<std::string>();
-}
-
-bool get_bool(const json& j, const std::string& key) {
-  const json& v = j.at(key);
-  QKV_CHECK(v.is_boolean(), "model config: {} must be true or false, got {} {}", key, type_name(v),
-            v.dump());
-  return v.get<bool>();
 }
 
 // ---- the parameter table ----------------------------------------------------------------------
@@ -180,50 +146,36 @@ ModelConfig ModelConfig::from_json(const json& j) {
     QKV_CHECK(std::find(known.begin(), known.end(), item.key()) != known.end(),
               "model config: unknown key '{}' (known keys: {})", item.key(), joined(known));
   ModelConfig c;
-  if (j.contains("arch")) {
-    const std::string arch = get_string(j, "arch");
-    check_one_of("arch", arch, kArchs);  // the same message as the other named choices
-    c.arch = parse_arch(arch);
-  }
-  if (j.contains("vocab_size")) c.vocab_size = get_int(j, "vocab_size");
-  if (j.contains("max_len")) c.max_len = get_int(j, "max_len");
-  if (j.contains("d_model")) c.d_model = get_int(j, "d_model");
-  if (j.contains("n_heads")) c.n_heads = get_int(j, "n_heads");
-  if (j.contains("n_layers")) c.n_layers = get_int(j, "n_layers");
-  if (j.contains("d_ff")) {
-    c.d_ff = get_int(j, "d_ff");
-    check_positive("d_ff", c.d_ff);  // 0 means "derived" only when the key is absent
-  }
-  if (j.contains("activation")) c.activation = get_string(j, "activation");
-  if (j.contains("norm")) c.norm = get_string(j, "norm");
-  if (j.contains("pos")) c.pos = get_string(j, "pos");
-  if (j.contains("tie_embeddings")) c.tie_embeddings = get_bool(j, "tie_embeddings");
-  if (j.contains("n_out")) {
-    c.n_out = get_int(j, "n_out");
-    check_positive("n_out", c.n_out);
-  }
-  if (j.contains("dropout")) c.dropout = get_double(j, "dropout");
-  if (j.contains("ln_eps")) c.ln_eps = get_double(j, "ln_eps");
-  if (j.contains("src_vocab_size")) {
-    c.src_vocab_size = get_int(j, "src_vocab_size");
-    check_positive("src_vocab_size", c.src_vocab_size);
-  }
-  if (j.contains("src_max_len")) {
-    c.src_max_len = get_int(j, "src_max_len");
-    check_positive("src_max_len", c.src_max_len);
+  const JsonReader r("model config", j);
+  std::string arch = arch_name(c.arch);
+  r.string("arch", arch);
+  check_one_of("arch", arch, kArchs);  // the same message as the other named choices
+  c.arch = parse_arch(arch);
+  r.integer("vocab_size", c.vocab_size);
+  r.integer("max_len", c.max_len);
+  r.integer("d_model", c.d_model);
+  r.integer("n_heads", c.n_heads);
+  r.integer("n_layers", c.n_layers);
+  r.string("activation", c.activation);
+  r.string("norm", c.norm);
+  r.string("pos", c.pos);
+  r.boolean("tie_embeddings", c.tie_embeddings);
+  r.number("dropout", c.dropout);
+  r.number("ln_eps", c.ln_eps);
+  // 0 means "derived" only when the key is absent.
+  for (auto [key, value] :
+       {std::pair{"d_ff", &c.d_ff}, std::pair{"n_out", &c.n_out},
+        std::pair{"src_vocab_size", &c.src_vocab_size}, std::pair{"src_max_len", &c.src_max_len}}) {
+    if (!r.find(key)) continue;
+    r.integer(key, *value);
+    check_positive(key, *value);
   }
   c.validate();
   return c.resolved();
 }
 
 ModelConfig ModelConfig::parse(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail("model config: not valid JSON ({})", e.what());
-  }
-  return from_json(j);
+  return from_json(parse_json(text, "model config"));
 }
 
 json ModelConfig::to_json() const {

@@ -1,5 +1,5 @@
-// Test helpers shared by the test programs: a private temp folder per program and the text of a
-// thrown qkv::Error.
+// Test helpers shared by the test programs: a private temp folder per program, the text of a
+// thrown qkv::Error, and counting occurrences in a text.
 #pragma once
 
 #include <unistd.h>
@@ -49,6 +49,13 @@ std::string error_of(F&& f) {
     return e.what();
   }
   return "(no error)";
+}
+
+/// How many times `what` occurs in `s` (overlapping occurrences counted).
+inline size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
 }
 
 }  // namespace qkv::test

@@ -1,9 +1,16 @@
 // A small XML well-formedness checker for the tests that write SVG and HTML (plot_test,
-// explain_test): no dependency, one message naming the first problem.
+// charts_test, explain_test, pictures_test): no dependency, one message naming the first problem.
 #pragma once
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
+
+#include "test_files.h"
 
 namespace qkv::test {
 
@@ -84,6 +91,17 @@ inline std::string xml_problem(const std::string& s) {
   if (!stack.empty()) return "unclosed <" + stack.back() + ">";
   if (roots != 1) return "no root element";
   return "";
+}
+
+/// Expects `xml` well-formed by xml_problem, and by xmllint when it is installed; `what` names
+/// the document in failure messages.
+inline void expect_well_formed(const std::string& xml, const std::string& what) {
+  EXPECT_EQ(xml_problem(xml), "") << what;
+  if (std::system("command -v xmllint >/dev/null 2>&1") != 0) return;
+  const std::string path = temp_path("well_formed.xml");
+  std::ofstream(path, std::ios::binary) << xml;
+  EXPECT_EQ(std::system(("xmllint --noout '" + path + "'").c_str()), 0) << what;
+  std::remove(path.c_str());
 }
 
 }  // namespace qkv::test

@@ -7,7 +7,9 @@
 #include <limits>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv {
 namespace {
@@ -70,9 +72,10 @@ MetricsRecord parse_metrics(const std::string& line) {
   }
   QKV_CHECK(j.is_object(), "not a JSON object: {}", line);
   auto step = j.find("step");
-  QKV_CHECK(step != j.end() && step->is_number_integer(), "no integer 'step' field in {}", line);
+  const std::optional<int64_t> step_value = step != j.end() ? json_integer(*step) : std::nullopt;
+  QKV_CHECK(step_value.has_value(), "no integer 'step' field in {}", line);
   MetricsRecord r;
-  r.step = step->get<int64_t>();
+  r.step = *step_value;
   for (const Field& f : kFields) {
     auto it = j.find(f.key);
     if (it == j.end()) continue;
@@ -150,16 +153,7 @@ void truncate_metrics(const std::string& path, int64_t last_step) {
   scan_metrics(path, [&](const std::string& line, const MetricsRecord& r) {
     if (r.step <= last_step) kept += line + "\n";  // verbatim, not re-formatted
   });
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    QKV_CHECK(out.is_open(), "cannot write '{}': {}", tmp, std::strerror(errno));
-    out << kept;
-    out.flush();
-    QKV_CHECK(out.good(), "writing '{}' failed (disk full?)", tmp);
-  }
-  QKV_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot replace metrics file '{}': {}",
-            path, std::strerror(errno));
+  write_file_atomic(path, kept);
 }
 
 }  // namespace qkv

@@ -54,7 +54,7 @@ class MetricsWriter {
 std::vector<MetricsRecord> read_metrics(const std::string& path);
 
 /// Rewrites `path` keeping only records with step <= last_step (resuming from a checkpoint taken
-/// at last_step); atomic (write NAME.tmp, rename). A missing file is left missing.
+/// at last_step) with write_file_atomic. A missing file is left missing.
 void truncate_metrics(const std::string& path, int64_t last_step);
 
 }  // namespace qkv

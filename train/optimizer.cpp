@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv {
 namespace {
@@ -30,26 +31,18 @@ void check_object(const json& h, const std::string& type) {
             "{} optimizer: hyper-parameters must be a JSON object, got {}", type, h.dump());
 }
 
-/// h[key] as a number, or `current` when absent.
+/// h[key] as a finite number (core/json_reader.h's rule), or `current` when absent.
 double number(const json& h, const char* key, double current, const std::string& type) {
-  if (!h.is_object()) return current;
-  auto it = h.find(key);
-  if (it == h.end()) return current;
-  QKV_CHECK(it->is_number() && std::isfinite(it->get<double>()),
-            "{} optimizer: hyper-parameter '{}' must be a finite number, got {}", type, key,
-            it->dump());
-  return it->get<double>();
+  JsonReader(type + " optimizer", h).number(key, current);
+  QKV_CHECK(std::isfinite(current), "{} optimizer: '{}' must be finite, got {}", type, key,
+            current);
+  return current;
 }
 
-/// h[key] as a bool (true/false or, as HDF5 attributes often store them, 0/1), or `current`.
+/// h[key] as true or false, or `current` when absent.
 bool boolean(const json& h, const char* key, bool current, const std::string& type) {
-  if (!h.is_object()) return current;
-  auto it = h.find(key);
-  if (it == h.end()) return current;
-  if (it->is_boolean()) return it->get<bool>();
-  if (it->is_number_integer() && (it->get<int64_t>() == 0 || it->get<int64_t>() == 1))
-    return it->get<int64_t>() == 1;
-  fail("{} optimizer: hyper-parameter '{}' must be true or false, got {}", type, key, it->dump());
+  JsonReader(type + " optimizer", h).boolean(key, current);
+  return current;
 }
 
 void check_range(bool ok, const std::string& type, const char* key, double value,

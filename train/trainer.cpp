@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <optional>
 
 #include <fmt/core.h>
@@ -16,7 +15,8 @@
 #include "nn/model.h"
 #include "train/clip.h"
 #include "train/load.h"
-#include "train/plot.h"
+#include "plot/plot.h"
+#include "train/charts.h"
 
 namespace qkv {
 
@@ -421,32 +421,10 @@ void Trainer::write_pictures(bool final_probe) const {
             accuracy_chart_svg(records, name + ": accuracy on train and val"));
   if (!final_probe) return;
 
-  // Each probe's metrics over training: one series per metric, in the order the probe reports.
-  std::vector<std::string> probe_names;
-  std::map<std::string, std::vector<PlotSeries>> charts;
-  for (const MetricsRecord& r : records) {
-    const auto it = r.extra.find("probes");
-    if (it == r.extra.end() || !it->is_object()) continue;
-    for (auto p = it->begin(); p != it->end(); ++p) {
-      if (!p->is_object()) continue;
-      if (!charts.count(p.key())) probe_names.push_back(p.key());
-      std::vector<PlotSeries>& series = charts[p.key()];
-      for (auto m = p->begin(); m != p->end(); ++m) {
-        if (!m->is_number()) continue;
-        auto s = std::find_if(series.begin(), series.end(),
-                              [&](const PlotSeries& x) { return x.name == m.key(); });
-        if (s == series.end()) s = series.insert(series.end(), PlotSeries{m.key(), {}, {}});
-        s->x.push_back(static_cast<double>(r.step));
-        s->y.push_back(m->get<double>());
-      }
-    }
-  }
-  for (const std::string& probe : probe_names) {
-    LineChartOptions o;
-    o.title = fmt::format("{}: {} over training", name, probe);
-    o.y_label = "value";
-    write_svg(path(probe + ".svg"), line_chart_svg(charts[probe], o));
-  }
+  // Each probe's metrics over training: one curve per metric.
+  for (const std::string& probe : probe_names(records))
+    write_svg(path(probe + ".svg"),
+              probe_chart_svg(records, probe, fmt::format("{}: {} over training", name, probe)));
 
   // Attention over training: the probe sentence's read-out row of the focus head, one row per
   // evaluation.

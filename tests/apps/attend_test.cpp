@@ -16,6 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::charlm_checkpoint;
+using test::count_of;
 using test::run_qkv;
 using test::slurp;
 using test::temp_path;
@@ -34,12 +35,6 @@ const std::string& numbers_checkpoint() {
   return path;
 }
 
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t i = text.find(what); i != std::string::npos; i = text.find(what, i + 1)) ++n;
-  return n;
-}
-
 TEST(AttendSeq2Seq, PrintsTheAnswerAndTheCrossAttentionAlignment) {
   const std::string out = temp_path("attend");
   const test::RunResult r = run_qkv(
@@ -49,22 +44,22 @@ TEST(AttendSeq2Seq, PrintsTheAnswerAndTheCrossAttentionAlignment) {
   EXPECT_NE(r.out.find("input:      three hundred twelve"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("prediction: "), std::string::npos) << r.out;
   // One alignment block per cross-attention head (1 layer, 2 heads), one line per output query.
-  EXPECT_EQ(count(r.out, "cross-attention: each output token's query over the source"), 2u)
+  EXPECT_EQ(count_of(r.out, "cross-attention: each output token's query over the source"), 2u)
       << r.out;
-  EXPECT_EQ(count(r.out, "<bos> → "), 2u) << r.out;
+  EXPECT_EQ(count_of(r.out, "<bos> → "), 2u) << r.out;
 
   // Encoder self-attention: source words on both axes, and no digit labels.
   const std::string enc = slurp(out + "/enc.blocks.0.attn.h0.svg");
-  EXPECT_EQ(count(enc, ">twelve</text>"), 2u) << "a row and a column label";
-  EXPECT_EQ(count(enc, "&lt;bos&gt;</text>"), 0u);
+  EXPECT_EQ(count_of(enc, ">twelve</text>"), 2u) << "a row and a column label";
+  EXPECT_EQ(count_of(enc, "&lt;bos&gt;</text>"), 0u);
   // Cross-attention: target queries (rows start at <bos>) over source keys.
   const std::string cross = slurp(out + "/dec.blocks.0.xattn.h0.svg");
-  EXPECT_EQ(count(cross, ">twelve</text>"), 1u);
-  EXPECT_EQ(count(cross, "&lt;bos&gt;</text>"), 1u);
+  EXPECT_EQ(count_of(cross, ">twelve</text>"), 1u);
+  EXPECT_EQ(count_of(cross, "&lt;bos&gt;</text>"), 1u);
   // Decoder self-attention: target on both axes.
   const std::string dec = slurp(out + "/dec.blocks.0.attn.h0.svg");
-  EXPECT_EQ(count(dec, ">twelve</text>"), 0u);
-  EXPECT_EQ(count(dec, "&lt;bos&gt;</text>"), 2u);
+  EXPECT_EQ(count_of(dec, ">twelve</text>"), 0u);
+  EXPECT_EQ(count_of(dec, "&lt;bos&gt;</text>"), 2u);
   EXPECT_TRUE(fs::exists(out + "/attention.html"));
 }
 

@@ -27,6 +27,7 @@ namespace qkv {
 namespace {
 
 namespace fs = std::filesystem;
+using test::count_of;
 using test::xml_problem;
 
 // ---- running qkv -------------------------------------------------------------------------------
@@ -34,19 +35,10 @@ using test::xml_problem;
 using test::quote;
 using test::slurp;
 
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
-  return n;
-}
-
 /// Well-formed by the shared checker (tests/test_xml.h), and by xmllint when it is installed.
 void expect_well_formed(const fs::path& file) {
   ASSERT_TRUE(fs::exists(file)) << file;
-  const std::string text = slurp(file);
-  EXPECT_EQ(xml_problem(text), "") << file;
-  if (!fs::exists("/usr/bin/xmllint")) return;
-  EXPECT_EQ(std::system(("/usr/bin/xmllint --noout " + quote(file.string())).c_str()), 0) << file;
+  test::expect_well_formed(slurp(file), file.string());
 }
 
 /// Each heatmap cell: <rect …><title>ROW, COL: WEIGHT</title></rect>, in row-major order.
@@ -81,7 +73,7 @@ void expect_attention_rows(const std::string& svg, size_t rows, size_t cols,
                            const std::string& what) {
   const std::vector<Cell> cells = heatmap_cells(svg);
   ASSERT_EQ(cells.size(), rows * cols) << what;
-  EXPECT_EQ(count(svg, "<rect"), rows * cols + 2) << what;  // background, cells, colour bar
+  EXPECT_EQ(count_of(svg, "<rect"), rows * cols + 2) << what;  // background, cells, colour bar
   for (size_t r = 0; r < rows; ++r) {
     double sum = 0;
     for (size_t c = 0; c < cols; ++c) {
@@ -189,7 +181,7 @@ int points_of(const std::string& svg, const std::string& name) {
   const size_t p = svg.rfind("points=\"", t), e = svg.find('"', p + 8);
   if (p == std::string::npos || e > t) return -1;
   const std::string pts = svg.substr(p + 8, e - p - 8);
-  return pts.empty() ? 0 : static_cast<int>(count(pts, " ") + 1);
+  return pts.empty() ? 0 : static_cast<int>(count_of(pts, " ") + 1);
 }
 
 TEST_F(Pictures, TrainDrawsLossAndAccuracyCharts) {
@@ -210,10 +202,10 @@ TEST_F(Pictures, TrainDrawsLossAndAccuracyCharts) {
   EXPECT_EQ(n["val_loss"], 3);  // steps 0, 20, 40
   const std::string loss = slurp(run_dir / "loss.svg"), acc = slurp(run_dir / "accuracy.svg");
   // One <polyline> per series, titled with its name, one point per record (line_chart_svg).
-  EXPECT_EQ(count(loss, "<polyline"), 2u);
+  EXPECT_EQ(count_of(loss, "<polyline"), 2u);
   EXPECT_EQ(points_of(loss, "train loss"), n["loss"]);
   EXPECT_EQ(points_of(loss, "val loss"), n["val_loss"]);
-  EXPECT_EQ(count(acc, "<polyline"), n["train_accuracy"] > 0 ? 2u : 1u);
+  EXPECT_EQ(count_of(acc, "<polyline"), n["train_accuracy"] > 0 ? 2u : 1u);
   EXPECT_EQ(points_of(acc, "val accuracy"), n["val_accuracy"]);
   if (n["train_accuracy"] > 0) {
     EXPECT_EQ(points_of(acc, "train accuracy"), n["train_accuracy"]);
@@ -226,7 +218,7 @@ TEST_F(Pictures, TrainDrawsThePronounsAttentionOverTraining) {
   // Beside it, the best head's referent attention: three curves, one point per evaluation.
   expect_well_formed(run_dir / "referent_attention.svg");
   const std::string chart = slurp(run_dir / "referent_attention.svg");
-  EXPECT_EQ(count(chart, "<polyline"), 3u);
+  EXPECT_EQ(count_of(chart, "<polyline"), 3u);
   EXPECT_NE(chart.find(">P(referent)</text>"), std::string::npos);
   // One row per evaluation (steps 0, 20, 40), one column per token of the probe sentence: both
   // counted from probe_attention.jsonl, the record the picture is drawn from.
@@ -276,12 +268,13 @@ TEST_F(Pictures, AttendHtmlHasOneFigurePerLayerAndHead) {
   const std::string html = slurp(*dir_ / "attend" / "attention.html");
   EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
   for (const char* tag : {"html", "head", "title", "body", "h1", "figure", "svg"})
-    EXPECT_EQ(count(html, std::string("<") + tag + ">") + count(html, std::string("<") + tag + " "),
-              count(html, std::string("</") + tag + ">"))
+    EXPECT_EQ(
+        count_of(html, std::string("<") + tag + ">") + count_of(html, std::string("<") + tag + " "),
+        count_of(html, std::string("</") + tag + ">"))
         << tag << " is not closed as often as it is opened";
   EXPECT_NE(html.find("animal didn&apos;t cross"), std::string::npos) << "the sentence is missing";
-  EXPECT_EQ(count(html, "<figure id="), size_t(kLayers * kHeads));
-  EXPECT_EQ(count(html, "<?xml"), 0u) << "an XML declaration inside HTML";
+  EXPECT_EQ(count_of(html, "<figure id="), size_t(kLayers * kHeads));
+  EXPECT_EQ(count_of(html, "<?xml"), 0u) << "an XML declaration inside HTML";
   // Each figure: one SVG heatmap, well-formed on its own, titled with its layer and head, and
   // equal to the SVG file of that head.
   size_t p = 0;

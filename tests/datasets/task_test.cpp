@@ -77,6 +77,13 @@ TEST(Factory, KnowsEveryTaskAndNamesThemWhenAskedForAnother) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "modadd: option 'p' must be an integer, got \"seven\"");
   }
+  // core/json_reader.h's rule, as the model and train configs read it too.
+  EXPECT_EQ(make_task("modadd", {{"p", 97.0}})->options()["p"], 97);
+  EXPECT_EQ(make_task("copy", {{"n_train", 1000.0}})->options()["n_train"], 1000);
+  EXPECT_EQ(test::error_of([] {
+              make_task("modadd", {{"p", 97.5}});
+            }),
+            "modadd: option 'p' must be an integer, got 97.5");
   EXPECT_THROW(make_task("copy", nlohmann::json::array()), Error);
   // Null options count as absent.
   EXPECT_EQ(make_task("modadd", {{"p", nullptr}, {"seed", 2}})->options()["p"], 97);

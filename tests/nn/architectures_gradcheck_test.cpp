@@ -1,7 +1,7 @@
 // Model-level gradchecks: d loss / d every parameter, in float64, with PyTorch's default
 // tolerances (eps 1e-6, atol 1e-5, rtol 1e-3), for each architecture over padded batches, each
-// norm placement and each activation. Parameters are redrawn larger than the GPT-2 init
-// (testing::randomize) so that no gradient is small enough to pass on atol alone.
+// norm placement and each activation: gradcheck_model, the check `qkv gradcheck` runs, with its
+// parameter scale (randomize_for_gradcheck) and its batch (random_batch).
 #include "nn/model.h"
 #include "nn_test_util.h"
 
@@ -13,15 +13,11 @@ using testing::tiny;
 using testing::tiny_batch;
 using testing::variant;
 
-/// Gradchecks the loss of a float64 model of `config` on the tiny padded batch.
+/// gradcheck_model(config, seed), expecting every parameter checked.
 GradcheckReport check(const ModelConfig& config, uint64_t seed) {
-  Model<double> model(config, seed);
-  testing::randomize(model, seed + 100);
-  model.eval();
-  const Batch batch = tiny_batch(config, seed + 200);
-  GradcheckReport report =
-      gradcheck([&] { return model.forward(batch).loss; }, gradcheck_inputs(model));
-  EXPECT_EQ(report.inputs.size(), model.named_parameters().size()) << "every parameter checked";
+  GradcheckReport report = gradcheck_model(config, seed);
+  EXPECT_EQ(report.inputs.size(), Model<double>(config, seed).named_parameters().size())
+      << "every parameter checked";
   return report;
 }
 
@@ -82,8 +78,7 @@ TEST(ModelGradcheck, FloatModelConvertedToDouble) {
   testing::randomize(trained, 110);
   Model<double> model = convert_model<double>(trained);
   model.eval();
-  const Batch batch = tiny_batch(c, 210);
-  EXPECT_GRADCHECK(gradcheck([&] { return model.forward(batch).loss; }, gradcheck_inputs(model)));
+  EXPECT_GRADCHECK(gradcheck_model(model, tiny_batch(c, 210)));
 }
 
 // The check is not vacuous at model level: a backward that adds 0.01·W_K to W_K's gradient

@@ -32,6 +32,18 @@ TEST(ModelConfig, DefaultsAndDerivedKeys) {
   EXPECT_EQ(c.ln_eps, 1e-5);
 }
 
+// core/json_reader.h's rule, as the train config and task options read it too.
+TEST(ModelConfig, IntegralFloatsAreIntegersAndBooleansAreTrueOrFalse) {
+  const ModelConfig c =
+      ModelConfig::parse(R"({"d_model": 64.0, "vocab_size": 1000.0, "tie_embeddings": true})");
+  EXPECT_EQ(c.d_model, 64);
+  EXPECT_EQ(c.vocab_size, 1000);
+  EXPECT_EQ(config_error(R"({"d_ff": 1e300})"),
+            "model config: 'd_ff' must be an integer, got 1e+300");
+  EXPECT_EQ(config_error(R"({"tie_embeddings": 0})"),
+            "model config: 'tie_embeddings' must be true or false, got 0");
+}
+
 TEST(ModelConfig, JsonRoundTripHasExactlyTheDesignKeys) {
   ModelConfig c = tiny("seq2seq", 2);
   c.activation = "gelu_tanh";
@@ -76,11 +88,11 @@ TEST(ModelConfig, ValidationMessagesNameTheKey) {
             "model config: dropout must be in [0, 1), got -0.1");
   EXPECT_EQ(config_error(R"({"ln_eps": 0})"), "model config: ln_eps must be positive, got 0");
   EXPECT_EQ(config_error(R"({"d_model": "8"})"),
-            "model config: d_model must be an integer, got string \"8\"");
+            "model config: 'd_model' must be an integer, got \"8\"");
   EXPECT_EQ(config_error(R"({"n_heads": 2.5})"),
-            "model config: n_heads must be an integer, got number 2.5");
+            "model config: 'n_heads' must be an integer, got 2.5");
   EXPECT_EQ(config_error(R"({"tie_embeddings": 1})"),
-            "model config: tie_embeddings must be true or false, got number 1");
+            "model config: 'tie_embeddings' must be true or false, got 1");
   EXPECT_EQ(config_error(R"({"arch": "encoder", "vocab_size": 11, "n_out": 3,
                              "tie_embeddings": true})"),
             "model config: tie_embeddings needs n_out = vocab_size (the head reuses "

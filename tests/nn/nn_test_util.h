@@ -14,6 +14,8 @@
 #include "core/rng.h"
 #include "nn/config.h"
 #include "nn/model.h"
+#include "nn/model_gradcheck.h"
+#include "nn/random_batch.h"
 #include "test_files.h"
 
 namespace qkv::testing {
@@ -42,50 +44,18 @@ inline IndexTensor random_ids(const Shape& shape, int64_t vocab, Rng& rng) {
   return t;
 }
 
-/// A batch of B = 2 with T = 5 for `config`; example 1 is padded (its last two tokens are
-/// padding, targets -1 there). Encoder: read-out positions {3, 1}, targets in [0, n_out).
-/// Seq2seq: src of S = 4 with example 1's last source token padded.
+/// random_batch(config) with its defaults (B = 2, T = 5, S = 4, the last example padded), drawn
+/// from `seed`.
 inline Batch tiny_batch(const ModelConfig& config, uint64_t seed = 3) {
-  const ModelConfig c = config.resolved();
   Rng rng(seed);
-  const int64_t B = 2, T = 5, S = 4;
-  Batch b;
-  b.tokens = random_ids({B, T}, c.vocab_size, rng);
-  b.mask = BoolTensor({B, T}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
-  if (c.arch == "encoder") {
-    b.positions = IndexTensor({B}, {3, 1});
-    b.targets = random_ids({B}, c.n_out, rng);
-  } else {
-    b.targets = random_ids({B, T}, c.vocab_size, rng);
-    b.targets[8] = -1;
-    b.targets[9] = -1;
-  }
-  if (c.arch == "seq2seq") {
-    b.src = random_ids({B, S}, c.src_vocab_size, rng);
-    b.src_mask = BoolTensor({B, S}, {1, 1, 1, 1, 1, 1, 1, 0});
-  }
-  return b;
+  return random_batch(config, rng);
 }
 
-/// Redraws every parameter with larger values than the GPT-2 init (weights N(0, 0.5), biases
-/// N(0, 0.3), LayerNorm weights 1 + N(0, 0.3)), so that every gradient of a gradcheck is well
-/// above its absolute tolerance and a wrong backward cannot hide behind atol.
+/// randomize_for_gradcheck from `seed`: every gradient well above the gradcheck's atol.
 template <typename T>
 void randomize(Model<T>& model, uint64_t seed) {
   Rng rng(seed);
-  for (auto& [name, p] : model.named_parameters()) {
-    const bool ln_weight =
-        name.find(".ln") != std::string::npos || name.rfind("ln", 0) == 0;  // ln1, ln2, ln_x, ln_f
-    for (T& x : p.value()) {
-      if (p.dim() == 2) {
-        x = static_cast<T>(rng.normal(0, 0.5));
-      } else if (ln_weight && name.size() > 7 && name.substr(name.size() - 7) == ".weight") {
-        x = static_cast<T>(1 + rng.normal(0, 0.3));
-      } else {
-        x = static_cast<T>(rng.normal(0, 0.3));
-      }
-    }
-  }
+  randomize_for_gradcheck(model, rng);
 }
 
 /// tiny(arch, layers) with the given norm placement, activation, positions and tied head.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_files.h"
 
 namespace qkv {
 namespace {
@@ -377,8 +378,7 @@ TEST(Optimizer, ImportValidatesWithClearMessages) {
 
   st = good;
   st.hparams["beta2"] = "high";
-  EXPECT_EQ(import_error(opt, st),
-            "adam optimizer: hyper-parameter 'beta2' must be a finite number, got \"high\"");
+  EXPECT_EQ(import_error(opt, st), "adam optimizer: 'beta2' must be a number, got \"high\"");
 
   // A failed import changes nothing.
   st = good;
@@ -415,8 +415,13 @@ TEST(MakeOptimizer, BuildsByTypeAndRejectsTypos) {
   EXPECT_EQ(opt->lr(), 3e-4);
   EXPECT_EQ(opt->hparams()["beta2"], 0.95);
   EXPECT_EQ(opt->hparams()["weight_decay"], 1e-2);
-  auto sgd = make_optimizer<float>("sgd", ps, {{"lr", 0.1}, {"momentum", 0.9}, {"nesterov", 1}});
+  auto sgd = make_optimizer<float>("sgd", ps, {{"lr", 0.1}, {"momentum", 0.9}, {"nesterov", true}});
   EXPECT_EQ(sgd->hparams()["nesterov"], true);
+  // Booleans are true or false, never 0/1 (core/json_reader.h's rule for every config).
+  EXPECT_EQ(test::error_of([&] {
+              make_optimizer<float>("sgd", ps, {{"nesterov", 1}});
+            }),
+            "sgd optimizer: 'nesterov' must be true or false, got 1");
   EXPECT_EQ(sgd->slot_names(), std::vector<std::string>{"momentum"});
   try {
     make_optimizer<float>("adamw", ps, {{"weight_decy", 0.1}});

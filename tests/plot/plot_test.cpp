@@ -1,4 +1,4 @@
-#include "train/plot.h"
+#include "plot/plot.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -19,23 +19,9 @@
 namespace qkv {
 namespace {
 
+using test::count_of;
+using test::expect_well_formed;
 using test::xml_problem;
-
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
-  return n;
-}
-
-/// Also runs xmllint when it is installed.
-void expect_well_formed(const std::string& svg, const std::string& what) {
-  EXPECT_EQ(xml_problem(svg), "") << what;
-  if (std::system("command -v xmllint >/dev/null 2>&1") != 0) return;
-  const std::string path = ::testing::TempDir() + "qkv_plot_" + std::to_string(getpid()) + ".svg";
-  write_svg(path, svg);
-  EXPECT_EQ(std::system(("xmllint --noout " + path).c_str()), 0) << what;
-  std::remove(path.c_str());
-}
 
 TEST(XmlChecker, CatchesBrokenDocuments) {
   EXPECT_EQ(xml_problem("<a><b/></a>"), "");
@@ -70,18 +56,18 @@ TEST(LineChart, OnePolylinePerSeriesAndWellFormed) {
   o.y_label = "loss";
   const std::string svg = line_chart_svg({train, val, flat}, o);
   expect_well_formed(svg, "linear chart");
-  EXPECT_EQ(count(svg, "<polyline"), 3u);
+  EXPECT_EQ(count_of(svg, "<polyline"), 3u);
   EXPECT_NE(svg.find("train &lt;loss&gt; &amp; co"), std::string::npos);
   EXPECT_NE(svg.find("Loss &quot;pronoun&quot; &lt;task&gt;"), std::string::npos);
   EXPECT_NE(svg.find(">step</text>"), std::string::npos);
   EXPECT_NE(svg.find(">1000</text>"), std::string::npos);  // an x tick label
-  EXPECT_EQ(count(svg, "points=\""), 3u);
+  EXPECT_EQ(count_of(svg, "points=\""), 3u);
   EXPECT_EQ(line_chart_svg({train, val, flat}, o), svg);  // deterministic
 
   o.log_y = true;
   const std::string log_svg = line_chart_svg({train, val}, o);
   expect_well_formed(log_svg, "log chart");
-  EXPECT_EQ(count(log_svg, "<polyline"), 2u);
+  EXPECT_EQ(count_of(log_svg, "<polyline"), 2u);
   EXPECT_NE(log_svg.find(">0.1</text>"), std::string::npos);  // decade ticks
   EXPECT_NE(log_svg.find(">10</text>"), std::string::npos);
 }
@@ -90,45 +76,16 @@ TEST(LineChart, SkipsNonFinitePointsAndHandlesDegenerateInput) {
   PlotSeries s{"s", {0, 1, 2, 3}, {1, std::nan(""), 2, std::numeric_limits<double>::infinity()}};
   const std::string svg = line_chart_svg({s}, {});
   expect_well_formed(svg, "nan series");
-  EXPECT_EQ(count(svg, "<polyline"), 1u);
-  EXPECT_EQ(count(svg, "nan"), 0u);
-  EXPECT_EQ(count(svg, "inf"), 0u);
+  EXPECT_EQ(count_of(svg, "<polyline"), 1u);
+  EXPECT_EQ(count_of(svg, "nan"), 0u);
+  EXPECT_EQ(count_of(svg, "inf"), 0u);
   PlotSeries one{"one", {5}, {0.5}};
   const std::string one_svg = line_chart_svg({one}, {});
   expect_well_formed(one_svg, "one point");
-  EXPECT_EQ(count(one_svg, "<circle"), 1u);
+  EXPECT_EQ(count_of(one_svg, "<circle"), 1u);
   expect_well_formed(line_chart_svg({}, {}), "no series");
   PlotSeries bad{"bad", {1, 2}, {1}};
   EXPECT_THROW(line_chart_svg({bad}, {}), Error);
-}
-
-TEST(LineChart, LossAndAccuracyChartsFromMetrics) {
-  std::vector<MetricsRecord> recs;
-  for (int i = 0; i < 50; ++i) {
-    MetricsRecord r;
-    r.step = i;
-    r.loss = 2.0 / (1 + i);
-    if (i % 10 == 9) {
-      r.val_loss = 2.2 / (1 + i);
-      r.val_accuracy = i / 50.0;
-    }
-    recs.push_back(r);
-  }
-  const std::string loss = loss_chart_svg(recs, "pronoun");
-  expect_well_formed(loss, "loss chart");
-  EXPECT_EQ(count(loss, "<polyline"), 2u);
-  EXPECT_NE(loss.find(">val loss</text>"), std::string::npos);
-  const std::string acc = accuracy_chart_svg(recs, "pronoun");
-  expect_well_formed(acc, "accuracy chart");
-  EXPECT_EQ(count(acc, "<polyline"), 1u);
-  // With the trainer's train_accuracy beside val accuracy: two curves, both named.
-  for (MetricsRecord& r : recs)
-    if (r.val_accuracy) r.extra["train_accuracy"] = 1.0;
-  const std::string both = accuracy_chart_svg(recs, "modadd");
-  expect_well_formed(both, "accuracy chart with train accuracy");
-  EXPECT_EQ(count(both, "<polyline"), 2u);
-  EXPECT_NE(both.find(">train accuracy</text>"), std::string::npos);
-  EXPECT_NE(both.find(">val accuracy</text>"), std::string::npos);
 }
 
 TEST(LineChart, TheLegendCoversNoCurve) {
@@ -189,8 +146,8 @@ TEST(Heatmap, OneRectPerCellPlusBackgroundAndColourBar) {
   o.cell = 30;
   const std::string svg = heatmap_svg(v, rows, cols, o);
   expect_well_formed(svg, "heatmap");
-  EXPECT_EQ(count(svg, "<rect"), static_cast<size_t>(rows * cols + 2));
-  EXPECT_EQ(count(svg, "<title>"), static_cast<size_t>(rows * cols));
+  EXPECT_EQ(count_of(svg, "<rect"), static_cast<size_t>(rows * cols + 2));
+  EXPECT_EQ(count_of(svg, "<title>"), static_cast<size_t>(rows * cols));
   EXPECT_NE(svg.find("&lt;pad&gt;"), std::string::npos);
   EXPECT_NE(svg.find("a&amp;b"), std::string::npos);
   EXPECT_NE(svg.find("fill=\"#440154\""), std::string::npos);  // value 0
@@ -208,7 +165,7 @@ TEST(Heatmap, AttentionOverTrainingManyRows) {
   o.y_label = "step";
   const std::string svg = heatmap_svg(v, rows, cols, o);
   expect_well_formed(svg, "big heatmap");
-  EXPECT_EQ(count(svg, "<rect"), static_cast<size_t>(rows * cols + 2));
+  EXPECT_EQ(count_of(svg, "<rect"), static_cast<size_t>(rows * cols + 2));
 }
 
 TEST(Heatmap, RejectsMismatchedSizes) {

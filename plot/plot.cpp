@@ -1,13 +1,10 @@
-#include "train/plot.h"
+#include "plot/plot.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <limits>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace qkv {
@@ -376,40 +373,6 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const LineChar
   return svg + "</svg>\n";
 }
 
-std::string loss_chart_svg(const std::vector<MetricsRecord>& records, const std::string& title,
-                           bool log_y) {
-  PlotSeries train{"train loss", {}, {}}, val{"val loss", {}, {}};
-  for (const MetricsRecord& r : records) {
-    const auto step = static_cast<double>(r.step);
-    if (r.loss) train.x.push_back(step), train.y.push_back(*r.loss);
-    if (r.val_loss) val.x.push_back(step), val.y.push_back(*r.val_loss);
-  }
-  std::vector<PlotSeries> series{train};
-  if (!val.x.empty()) series.push_back(val);
-  LineChartOptions o;
-  o.title = title;
-  o.y_label = "loss";
-  o.log_y = log_y;
-  return line_chart_svg(series, o);
-}
-
-std::string accuracy_chart_svg(const std::vector<MetricsRecord>& records,
-                               const std::string& title) {
-  PlotSeries train{"train accuracy", {}, {}}, val{"val accuracy", {}, {}};
-  for (const MetricsRecord& r : records) {
-    const double step = static_cast<double>(r.step);
-    if (r.val_accuracy) val.x.push_back(step), val.y.push_back(*r.val_accuracy);
-    const auto it = r.extra.find("train_accuracy");
-    if (it != r.extra.end() && it->is_number())
-      train.x.push_back(step), train.y.push_back(it->get<double>());
-  }
-  LineChartOptions o;
-  o.title = title;
-  o.y_label = "accuracy";
-  if (train.x.empty()) return line_chart_svg({val}, o);
-  return line_chart_svg({train, val}, o);
-}
-
 std::string heatmap_svg(const std::vector<double>& values, int64_t rows, int64_t cols,
                         const HeatmapOptions& o) {
   QKV_CHECK(rows >= 0 && cols >= 0 && static_cast<int64_t>(values.size()) == rows * cols,
@@ -499,16 +462,7 @@ std::string heatmap_svg(const std::vector<double>& values, int64_t rows, int64_t
 }
 
 void write_svg(const std::string& path, const std::string& svg) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    QKV_CHECK(out.is_open(), "cannot write picture '{}': {}", tmp, std::strerror(errno));
-    out << svg;
-    out.flush();
-    QKV_CHECK(out.good(), "writing picture '{}' failed (disk full?)", tmp);
-  }
-  QKV_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot write picture '{}': {}", path,
-            std::strerror(errno));
+  write_file_atomic(path, svg);
 }
 
 }  // namespace qkv

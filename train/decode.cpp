@@ -1,4 +1,4 @@
-#include "apps/generate.h"
+#include "train/decode.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "datasets/vocab.h"
 
-namespace qkv::cli {
+namespace qkv {
 
 void check_sampling_options(const SamplingOptions& o) {
   QKV_CHECK(std::isfinite(o.temperature) && o.temperature >= 0,
@@ -98,38 +98,63 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& o, R
   return sample_categorical(next_token_probs(logits, V, o), rng);
 }
 
-std::vector<int32_t> generate(Model<float>& model, std::vector<int32_t> context, int64_t max_new,
-                              int32_t eos_id, const SamplingOptions& o, Rng& rng,
-                              const std::function<void(int32_t)>& on_token) {
+std::vector<int32_t> decode(Model<float>& model, Batch& batch, int64_t max_new, int32_t eos_id,
+                            const SamplingOptions& o, Rng& rng,
+                            const std::function<void(int32_t)>& on_token) {
   check_sampling_options(o);
-  QKV_CHECK(!context.empty(), "generate: the context is empty");
-  QKV_CHECK(model.config().arch == Arch::kDecoder, "generate: the model is a {}, not a decoder",
-            model.config().arch);
+  QKV_CHECK(batch.batch_size() == 1 && batch.seq_len() >= 1,
+            "decode: expected one example with at least one token, got tokens {}",
+            batch.tokens.shape.str());
+  QKV_CHECK(model.config().arch != Arch::kEncoder,
+            "decode: the model is an encoder, which predicts no next token");
   NoGradGuard no_grad;
+  batch.targets = IndexTensor();  // the continuation has none; the model computes no loss
   const auto max_len = static_cast<size_t>(model.config().max_len);
-  std::vector<int32_t> out;
+  std::vector<int32_t> tokens = batch.tokens.data, out;
   std::vector<float> last;
+  auto set_tokens = [&](size_t start) {
+    const auto n = static_cast<int64_t>(tokens.size() - start);
+    batch.tokens = IndexTensor(
+        {1, n},
+        std::vector<int32_t>(tokens.begin() + static_cast<std::ptrdiff_t>(start), tokens.end()));
+    batch.mask = BoolTensor({1, n}, 1);
+  };
   for (int64_t step = 0; step < max_new; ++step) {
     // The last max_len tokens: positions beyond max_len have no embedding.
-    const size_t start = context.size() > max_len ? context.size() - max_len : 0;
-    const std::vector<int32_t> window(context.begin() + static_cast<std::ptrdiff_t>(start),
-                                      context.end());
-    const auto n = static_cast<int64_t>(window.size());
-    Batch b;
-    b.tokens = IndexTensor({1, n}, window);
-    b.mask = BoolTensor({1, n}, 1);
-    ForwardResult<float> r = model.forward(b);
+    set_tokens(tokens.size() > max_len ? tokens.size() - max_len : 0);
+    ForwardResult<float> r = model.forward(batch);
     const Tensor<float>& logits = r.logits.value();  // [1, n, V]
-    const int64_t V = logits.size(2);
+    const int64_t n = logits.size(1), V = logits.size(2);
     last.assign(logits.data() + (n - 1) * V, logits.data() + n * V);
     last[size_t(Vocab::kPadId)] = -std::numeric_limits<float>::infinity();
     const int32_t id = sample_token(last.data(), V, o, rng);
-    context.push_back(id);
+    tokens.push_back(id);
     out.push_back(id);
     if (on_token) on_token(id);
     if (id == eos_id) break;
   }
+  set_tokens(0);
   return out;
 }
 
-}  // namespace qkv::cli
+std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id) {
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  Rng unused(0);  // temperature 0 draws nothing
+  const int64_t room = std::max<int64_t>(0, model.config().max_len - batch.seq_len());
+  return decode(model, batch, room, eos_id, greedy, unused);
+}
+
+std::vector<int32_t> generate(Model<float>& model, std::vector<int32_t> context, int64_t max_new,
+                              int32_t eos_id, const SamplingOptions& o, Rng& rng,
+                              const std::function<void(int32_t)>& on_token) {
+  QKV_CHECK(!context.empty(), "generate: the context is empty");
+  QKV_CHECK(model.config().arch == Arch::kDecoder, "generate: the model is a {}, not a decoder",
+            model.config().arch);
+  Batch batch;
+  const auto n = static_cast<int64_t>(context.size());
+  batch.tokens = IndexTensor({1, n}, std::move(context));
+  return decode(model, batch, max_new, eos_id, o, rng, on_token);
+}
+
+}  // namespace qkv

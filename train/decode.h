@@ -1,6 +1,7 @@
-// Sampling from a decoder, as nanoGPT's sample.py and llm.c do it: the next token's logits are
-// divided by the temperature, cut to the top k (and, optionally, to the nucleus of mass top_p),
-// turned into probabilities by a softmax, and one token is drawn with qkv's seeded Rng.
+// Decoding: continuing a sequence token by token, greedily or by sampling. Sampling works as
+// nanoGPT's sample.py and llm.c do: the next token's logits are divided by the temperature, cut to
+// the top k (and, optionally, to the nucleus of mass top_p), turned into probabilities by a
+// softmax, and one token is drawn with qkv's seeded Rng.
 //
 //   p_i = exp(z_i / T − m) / Σ_j exp(z_j / T − m)      over the kept tokens, m = max_j z_j / T
 //
@@ -13,10 +14,11 @@
 #include <functional>
 #include <vector>
 
+#include "core/batch.h"
 #include "core/rng.h"
 #include "nn/model.h"
 
-namespace qkv::cli {
+namespace qkv {
 
 struct SamplingOptions {
   double temperature = 1.0;  // 0 = greedy argmax; > 1 flatter, < 1 sharper
@@ -40,12 +42,24 @@ int32_t sample_categorical(const std::vector<double>& p, Rng& rng);
 /// next_token_probs().
 int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& o, Rng& rng);
 
-/// Extends `context` (a decoder's token ids, not empty) by up to max_new tokens, each sampled
-/// from the model's last-position logits over the last max_len tokens; <pad> is never sampled.
-/// Stops early after eos_id (when >= 0). on_token, when set, sees each id as it is drawn.
-/// Returns the new ids.
+/// The one decoding loop. Continues `batch` (one example of a decoder or a seq2seq model:
+/// tokens [1, T] with T >= 1, plus src for seq2seq) by up to max_new tokens, each chosen by
+/// sample_token() from the last position's logits over the last max_len tokens (a sliding
+/// window); <pad> is never chosen. Stops early after eos_id (when >= 0). on_token, when set, sees
+/// each id as it is chosen. Afterwards batch.tokens (and batch.mask) hold the whole sequence and
+/// batch.targets is empty. Returns the new ids.
+std::vector<int32_t> decode(Model<float>& model, Batch& batch, int64_t max_new, int32_t eos_id,
+                            const SamplingOptions& o, Rng& rng,
+                            const std::function<void(int32_t)>& on_token = {});
+
+/// Greedy continuation of `batch` (as decode() at temperature 0) until <eos> or the model's
+/// max_len; returns the appended ids.
+std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id);
+
+/// Extends `context` (a decoder's token ids, not empty) by up to max_new tokens with decode();
+/// returns the new ids.
 std::vector<int32_t> generate(Model<float>& model, std::vector<int32_t> context, int64_t max_new,
                               int32_t eos_id, const SamplingOptions& o, Rng& rng,
                               const std::function<void(int32_t)>& on_token = {});
 
-}  // namespace qkv::cli
+}  // namespace qkv

@@ -1,5 +1,6 @@
-// Self-contained SVG pictures (no dependencies, no scripts): line charts for the loss and
-// accuracy curves, and heatmaps for attention maps and "attention over training".
+// Self-contained SVG pictures (no dependencies, no scripts): line charts of named series and
+// heatmaps of matrices. Callers turn their own records into series (train/charts.h does so for
+// metrics.jsonl), so this library knows no training run.
 //
 // Output is well-formed XML (labels are escaped; control characters and invalid UTF-8 are
 // replaced), deterministic (coordinates with two decimals), and viewable in any browser.
@@ -9,11 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "train/metrics.h"
-
 namespace qkv {
 
-/// One named curve: y over x (x is the training step).
+/// One named curve: y over x (x is usually the training step).
 struct PlotSeries {
   std::string name;
   std::vector<double> x;
@@ -35,12 +34,6 @@ struct LineChartOptions {
 /// a series' x and y differ in length.
 std::string line_chart_svg(const std::vector<PlotSeries>& series, const LineChartOptions& options);
 
-/// The loss curve of a run: "train loss" (records with loss) and "val loss" (with val_loss).
-std::string loss_chart_svg(const std::vector<MetricsRecord>& records, const std::string& title,
-                           bool log_y = false);
-/// The accuracy curve of a run: "val accuracy" (records with val_accuracy).
-std::string accuracy_chart_svg(const std::vector<MetricsRecord>& records, const std::string& title);
-
 struct HeatmapOptions {
   std::string title;
   std::vector<std::string> row_labels;  ///< empty = 0, 1, …; else one per row
@@ -61,7 +54,7 @@ std::string heatmap_svg(const std::vector<double>& values, int64_t rows, int64_t
 /// `text` with & < > " ' escaped, control characters shown as \xNN and invalid UTF-8 as U+FFFD.
 std::string xml_escape(const std::string& text);
 
-/// Writes `svg` to `path` (via path.tmp and a rename); throws qkv::Error naming the file.
+/// Writes `svg` to `path` with write_file_atomic (core/atomic_file.h).
 void write_svg(const std::string& path, const std::string& svg);
 
 }  // namespace qkv
