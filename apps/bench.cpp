@@ -56,7 +56,7 @@ BenchConfig make_config(const char* name, const char* arch, int64_t V, int64_t T
 }  // namespace
 
 const std::vector<BenchConfig>& bench_configs() {
-  // DESIGN.md's table; steps as torch_peer.py's defaults.
+  // The table of docs/bench.md; steps as the PyTorch peer's defaults.
   static const std::vector<BenchConfig> configs = {
       make_config("tiny", "encoder", 64, 16, 32, 1, 1, 64, 64, 300),
       make_config("small", "decoder", 256, 64, 128, 2, 4, 512, 16, 30),
