@@ -5,6 +5,7 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
