@@ -79,8 +79,8 @@ BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int
 /// The median of `v` (mean of the two middle values for an even count, as Python's statistics).
 double median(std::vector<double> v);
 
-/// The PyTorch peer script: $QKV_TORCH_PEER if set, else shared/bench/torch_peer.py found beside
-/// the source tree or above the running program; nullopt when none exists.
+/// The PyTorch peer script: $QKV_TORCH_PEER if set, else bench/torch_peer.py of the source tree
+/// (found above this source file or above the running program); nullopt when none exists.
 std::optional<std::string> find_torch_peer();
 
 /// Runs `/usr/bin/python3 PEER --config NAME --threads best --json` (plus --steps / --warmup when
