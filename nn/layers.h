@@ -74,7 +74,7 @@ class SinusoidalPositional : public Module<T> {
   Tensor<T> table_;
 };
 
-/// LayerNorm over the last axis (biased variance, as PyTorch). weight [C] (starts at 1), bias [C] (at 0).
+/// LayerNorm over the last axis (biased variance, as PyTorch). weight [C] = 1, bias [C] = 0 first.
 template <typename T>
 class LayerNorm : public Module<T> {
  public:

@@ -53,10 +53,10 @@ int main() {
   GradcheckReport good = gradcheck([&] { return sum(silu(x) * weights); }, {{"x", x}});
   std::printf("silu, correct backward:\n%s\n", good.table().c_str());
   GradcheckReport bad = gradcheck([&] { return sum(silu_wrong(x) * weights); }, {{"x", x}});
-  std::printf("silu, backward without the product rule's x·σ'(x) term:\n%s\n",
-              bad.table().c_str());
+  std::printf("silu, backward without the product rule's x·σ'(x) term:\n%s\n", bad.table().c_str());
 
-  std::printf("%s\n", good.ok && !bad.ok ? "the check passes the right backward and catches the wrong one"
-                                         : "UNEXPECTED: the check did not tell them apart");
+  std::printf("%s\n", good.ok && !bad.ok
+                          ? "the check passes the right backward and catches the wrong one"
+                          : "UNEXPECTED: the check did not tell them apart");
   return good.ok && !bad.ok ? 0 : 1;
 }

@@ -20,6 +20,8 @@ import re
 import subprocess
 import sys
 
+from doc_check import report
+
 LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 REPO_PATH = re.compile(
@@ -95,8 +97,9 @@ def check_markdown(root, rel, problems):
 def help_texts(qkv):
     top = subprocess.run([qkv, "--help"], capture_output=True, text=True)
     texts = {"qkv --help": top.stdout + top.stderr}
-    # CLI11 lists subcommands under "SUBCOMMANDS:", one per line, name first.
-    section = top.stdout.split("SUBCOMMANDS:", 1)[1] if "SUBCOMMANDS:" in top.stdout else ""
+    # CLI11 lists subcommands under "Subcommands:" (or "SUBCOMMANDS:"), one per line, name first.
+    parts = re.split(r"(?im)^subcommands:\s*$", top.stdout, maxsplit=1)
+    section = parts[1] if len(parts) == 2 else ""
     for line in section.splitlines():
         m = re.match(r"^\s+([a-z][a-z0-9-]*)\s", line)
         if m:
@@ -132,10 +135,7 @@ def main():
     for rel in files:
         check_markdown(root, rel, problems)
     n_help = check_help(root, args.qkv, problems)
-    for p in problems:
-        print(p)
-    print(f"{len(files)} Markdown files and {n_help} help texts checked, {len(problems)} problems")
-    return 1 if problems else 0
+    return report(problems, f"{len(files)} Markdown files and {n_help} help texts checked")
 
 
 if __name__ == "__main__":
