@@ -105,6 +105,17 @@ def parse(path, lines):
     return blocks
 
 
+def unmarked(path, lines, blocks):
+    """Problems: a `$ build/qkv …` line (a command shown with its output) outside every marked
+    block, so no script would regenerate or check what follows it."""
+    covered = set()
+    for b in blocks:
+        covered.update(range(b.start - 1, b.end))
+    return [f"{path}:{i + 1}: a command's output is shown without an '<!-- output: … -->' marker"
+            for i, line in enumerate(lines)
+            if line.lstrip().startswith("$ build/qkv") and i not in covered]
+
+
 def run(block, qkv):
     cmd = block.cmd.replace("build/qkv", qkv)
     r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True,
@@ -160,6 +171,7 @@ def main():
                 print(f"{b.where()}: {b.cmd}" + (f"   (needs {' '.join(b.needs)})" if b.needs else ""))
             continue
         if args.mode == "check":
+            problems += unmarked(path, lines, blocks)
             for b in blocks:
                 if b.needs and (args.no_runs or missing_needs(b)):
                     skipped += 1
