@@ -27,7 +27,26 @@ CODE_SPAN = re.compile(r"`([^`\n]+)`")
 REPO_PATH = re.compile(
     r"(?<![\w./-])((?:apps|autograd|bench|core|datasets|docs|examples|nn|plot|python|scripts|tests|train|\.ci)"
     r"/[\w./-]*\w\.(?:h|cpp|py|sh|md|txt|svg|json|jsonl|cmake|in))(?![\w/-])")
-OUTSIDE = re.compile(r"DESIGN\.md|STYLE\.md|\.\./shared|shared/bench")
+# A Markdown file named anywhere (prose, code, help text), and a path that climbs with "../".
+MD_NAME = re.compile(r"(?<![\w/.-])([\w./-]*[\w-]\.md)\b")
+PARENT = re.compile(r"(?<![\w.])(?:\.\./)+[\w.-][\w./-]*")
+
+
+def outside(root, here, text, md_names):
+    """The names in `text` of files outside the repository: a *.md that is neither a path from
+    `here` or the root nor the name of one of the repository's Markdown files, and a ../ path that
+    leaves the root or names nothing in it."""
+    found = []
+    for name in MD_NAME.findall(text):
+        if (os.path.exists(os.path.join(here, name)) or os.path.exists(os.path.join(root, name))
+                or os.path.basename(name) in md_names):
+            continue
+        found.append(name)
+    for path in PARENT.findall(text):
+        dest = os.path.normpath(os.path.join(here, path))
+        if os.path.relpath(dest, root).startswith("..") or not os.path.exists(dest):
+            found.append(path)
+    return found
 
 
 def tracked_markdown(root):
@@ -66,7 +85,7 @@ def prose_lines(path):
                 yield n, line
 
 
-def check_markdown(root, rel, problems):
+def check_markdown(root, rel, problems, md_names):
     path = os.path.join(root, rel)
     here = os.path.dirname(path)
     for n, line in prose_lines(path):
@@ -89,9 +108,8 @@ def check_markdown(root, rel, problems):
                     problems.append(f"{where}: mentions `{p}`, which is not in the repository")
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            m = OUTSIDE.search(line)
-            if m:
-                problems.append(f"{rel}:{n}: names '{m.group(0)}', a file outside the repository")
+            for name in outside(root, here, line, md_names):
+                problems.append(f"{rel}:{n}: names '{name}', which is not in the repository")
 
 
 def help_texts(qkv):
@@ -108,7 +126,7 @@ def help_texts(qkv):
     return texts
 
 
-def check_help(root, qkv, problems):
+def check_help(root, qkv, problems, md_names):
     texts = help_texts(qkv)
     if len(texts) < 5:
         problems.append(f"found only {len(texts) - 1} subcommands in `qkv --help`: {sorted(texts)}")
@@ -118,9 +136,8 @@ def check_help(root, qkv, problems):
         for p in REPO_PATH.findall(flat):
             if not os.path.exists(os.path.join(root, p)):
                 problems.append(f"`{name}` mentions {p}, which is not in the repository")
-        m = OUTSIDE.search(flat)
-        if m:
-            problems.append(f"`{name}` names '{m.group(0)}', a file outside the repository")
+        for outside_name in outside(root, root, flat, md_names):
+            problems.append(f"`{name}` names '{outside_name}', which is not in the repository")
     return len(texts)
 
 
@@ -132,9 +149,10 @@ def main():
     root = os.path.abspath(args.root)
     problems = []
     files = tracked_markdown(root)
+    md_names = {os.path.basename(f) for f in files}
     for rel in files:
-        check_markdown(root, rel, problems)
-    n_help = check_help(root, args.qkv, problems)
+        check_markdown(root, rel, problems, md_names)
+    n_help = check_help(root, args.qkv, problems, md_names)
     return report(problems, f"{len(files)} Markdown files and {n_help} help texts checked")
 
 
