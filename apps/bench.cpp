@@ -57,7 +57,7 @@ BenchConfig make_config(const char* name, const char* arch, int64_t V, int64_t T
 }  // namespace
 
 const std::vector<BenchConfig>& bench_configs() {
-  // DESIGN.md's table; steps as torch_peer.py's defaults.
+  // The table of docs/bench.md; steps as the PyTorch peer's defaults.
   static const std::vector<BenchConfig> configs = {
       make_config("tiny", "encoder", 64, 16, 32, 1, 1, 64, 64, 300),
       make_config("small", "decoder", 256, 64, 128, 2, 4, 512, 16, 30),
@@ -148,14 +148,15 @@ BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int
 std::optional<std::string> find_torch_peer() {
   namespace fs = std::filesystem;
   if (const char* env = std::getenv("QKV_TORCH_PEER"); env && *env) return std::string(env);
-  // Above this source file (the source tree) and above the program: <ancestor>/shared/bench/.
+  // The repository's bench/torch_peer.py: above this source file (the source tree) or above the
+  // program (build/qkv lies in the source tree).
   std::vector<fs::path> starts = {fs::path(__FILE__).parent_path()};
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) starts.push_back(exe.parent_path());
   for (const fs::path& start : starts)
     for (fs::path p = start; !p.empty(); p = p.parent_path()) {
-      const fs::path peer = p / "shared" / "bench" / "torch_peer.py";
+      const fs::path peer = p / "bench" / "torch_peer.py";
       if (fs::is_regular_file(peer, ec)) return fs::weakly_canonical(peer, ec).string();
       if (p == p.parent_path()) break;
     }

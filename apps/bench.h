@@ -1,6 +1,6 @@
-// qkv bench: training-step throughput on DESIGN.md's benchmark configurations, the same models,
-// batches and optimizer as shared/bench/torch_peer.py (the PyTorch peer), so the two can be run
-// side by side and compared as a ratio measured in one run.
+// qkv bench: training-step throughput on the four standard configurations (docs/bench.md), the
+// same models, batches and optimizer as the PyTorch peer script, so the two can be run side by
+// side and compared as a ratio measured in one run.
 //
 //   BenchConfig c = bench_config("small");
 //   BenchResult r = run_bench(c, /*threads=*/2, /*steps=*/30, /*warmup=*/3, /*seed=*/1337);
@@ -24,7 +24,7 @@
 
 namespace qkv {
 
-/// One row of DESIGN.md's benchmark table, as a qkv model config and a batch size.
+/// One row of the benchmark table (docs/bench.md), as a qkv model config and a batch size.
 struct BenchConfig {
   std::string name;   // "tiny" | "small" | "medium" | "large"
   ModelConfig model;  // resolved: arch, vocab_size V, max_len T, d_model C, layers, heads, d_ff
@@ -33,7 +33,7 @@ struct BenchConfig {
   int64_t seq_len() const { return model.max_len; }
 };
 
-/// The four configurations in DESIGN.md's order: tiny (encoder), small, medium, large (decoders).
+/// The four configurations in the table's order: tiny (encoder), small, medium, large (decoders).
 const std::vector<BenchConfig>& bench_configs();
 /// The configuration called `name`; throws qkv::Error naming --config and the known names.
 const BenchConfig& bench_config(const std::string& name);
@@ -79,8 +79,8 @@ BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int
 /// The median of `v` (mean of the two middle values for an even count, as Python's statistics).
 double median(std::vector<double> v);
 
-/// The PyTorch peer script: $QKV_TORCH_PEER if set, else shared/bench/torch_peer.py found beside
-/// the source tree or above the running program; nullopt when none exists.
+/// The PyTorch peer script: $QKV_TORCH_PEER if set, else bench/torch_peer.py of the source tree
+/// (found above this source file or above the running program); nullopt when none exists.
 std::optional<std::string> find_torch_peer();
 
 /// Runs `/usr/bin/python3 PEER --config NAME --threads best --json` (plus --steps / --warmup when

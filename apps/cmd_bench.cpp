@@ -1,5 +1,5 @@
-// qkv bench: training-step throughput on DESIGN.md's benchmark configurations (apps/bench.h), as
-// a table or one JSON object per configuration; --peer runs shared/bench/torch_peer.py in the
+// qkv bench: training-step throughput on the four standard configurations (apps/bench.h), as
+// a table or one JSON object per configuration; --peer runs bench/torch_peer.py in the
 // same run and prints qkv/torch of ms per step, the number to report (absolute times drift
 // 15–30 % between runs on shared machines, ratios from one run do not).
 #include <unistd.h>
@@ -68,8 +68,8 @@ void run(const BenchArgs& a) {
     peer = find_torch_peer();
     if (!peer)
       fmt::print(stderr,
-                 "qkv bench: no PyTorch peer (set QKV_TORCH_PEER or keep shared/bench/"
-                 "torch_peer.py beside the source tree); continuing without ratios\n");
+                 "qkv bench: no PyTorch peer (bench/torch_peer.py of the source tree, or "
+                 "$QKV_TORCH_PEER); continuing without ratios\n");
   }
 
   if (!a.json) {
@@ -157,9 +157,9 @@ void add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
       "bench",
-      "Training-step throughput on the standard configurations (DESIGN.md): median ms per step "
-      "(zero grad + forward + loss + backward + AdamW) and tokens/s. --peer runs the PyTorch "
-      "peer (shared/bench/torch_peer.py, or $QKV_TORCH_PEER) in the same run and prints the "
+      "Training-step throughput on the four standard configurations (docs/bench.md): median ms "
+      "per step (zero grad + forward + loss + backward + AdamW) and tokens/s. --peer runs the "
+      "PyTorch peer (bench/torch_peer.py, or $QKV_TORCH_PEER) in the same run and prints the "
       "ratio qkv/torch of ms per step.");
   cmd->add_option("--config", a->config, "tiny, small, medium, large or all")
       ->check(CLI::IsMember({"tiny", "small", "medium", "large", "all"}))

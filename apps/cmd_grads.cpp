@@ -20,6 +20,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/h5.h"
+#include "core/version.h"
 #include "datasets/batch_io.h"
 #include "nn/config.h"
 #include "nn/model.h"

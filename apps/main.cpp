@@ -6,6 +6,7 @@
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{

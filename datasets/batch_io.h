@@ -1,4 +1,4 @@
-// Batch files (DESIGN.md, "Batch and inspection files"): one Batch in HDF5, for `qkv grads` and
+// Batch files (docs/checkpoint-format.md, "Batch files"): one Batch in HDF5, for `qkv grads` and
 // for feeding hand-made or PyTorch-made batches to a model.
 //
 //   /tokens     int32 [B, T]   input ids (the decoder input for seq2seq)

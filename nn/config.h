@@ -1,4 +1,4 @@
-// ModelConfig: the model half of a checkpoint's /config, with exactly DESIGN.md's JSON keys.
+// ModelConfig: the model half of a checkpoint's /config, with the JSON keys of docs/model.md.
 //
 //   {"arch": "decoder", "vocab_size": 64, "max_len": 64, "d_model": 64, "n_heads": 4,
 //    "n_layers": 2, "d_ff": 256, "activation": "gelu", "norm": "pre", "pos": "learned",
@@ -39,7 +39,7 @@ struct ModelConfig {
   int64_t src_vocab_size = 0;       // seq2seq source vocabulary (ignored otherwise); 0 = vocab_size
   int64_t src_max_len = 0;          // seq2seq longest source; 0 (or absent) = max_len
 
-  /// The JSON keys, in DESIGN.md's order.
+  /// The JSON keys, in docs/model.md's order.
   static const std::vector<std::string>& keys();
 
   /// Parses a JSON object; absent keys take their defaults; unknown keys, wrong types and invalid
@@ -65,7 +65,7 @@ struct ModelConfig {
 };
 
 /// Every parameter's canonical name and shape, in canonical (registration, initialisation) order:
-/// the contract of DESIGN.md's table. The config is resolved first.
+/// the contract of docs/model.md's table. The config is resolved first.
 std::vector<std::pair<std::string, Shape>> param_shapes(const ModelConfig& config);
 
 /// The number of scalar parameters, computed from the config without listing them; saturates at

@@ -2,8 +2,11 @@
 //
 // Dimension legend: B batch, T query positions, S key (memory) positions, C = d_model channels,
 // H heads, d = C / H head size, F = d_ff, V vocabulary.
-// Parameters are zero-filled at construction; Model<T> initialises them (GPT-2 scheme) in
-// canonical name order, so a layer's values never depend on the order layers were built in.
+// Initialisation: building a layer draws no random numbers. Linear, Embedding and
+// LearnedPositional start with every weight and bias ZERO; LayerNorm starts at weight 1, bias 0.
+// Model<T> then initialises all of them (GPT-2 scheme) in canonical name order, so a layer's
+// values never depend on the order layers were built in. A model of your own made from these
+// layers must draw its own initial values (docs/model.md, "Initialisation").
 #pragma once
 
 #include <cstdint>
@@ -24,7 +27,7 @@ enum class Norm { kPre, kPost, kNone };
 /// "pre" | "post" | "none"; anything else throws qkv::Error naming it.
 Norm parse_norm(const std::string& name);
 
-/// y = x·Wᵀ + b: x [..., in] → [..., out]. weight [out, in], bias [out].
+/// y = x·Wᵀ + b: x [..., in] → [..., out]. weight [out, in], bias [out]; both start at zero.
 template <typename T>
 class Linear : public Module<T> {
  public:
@@ -36,7 +39,7 @@ class Linear : public Module<T> {
   Var<T> bias;    // [out]; undefined when built without bias
 };
 
-/// out[..., :] = weight[ids[...], :]. weight [num, dim].
+/// out[..., :] = weight[ids[...], :]. weight [num, dim], starts at zero.
 template <typename T>
 class Embedding : public Module<T> {
  public:
@@ -46,7 +49,8 @@ class Embedding : public Module<T> {
   Var<T> weight;  // [num, dim]
 };
 
-/// x + weight[0..T): learned positions. x [B, T, C], weight [max_len, C]; T ≤ max_len.
+/// x + weight[0..T): learned positions. x [B, T, C], weight [max_len, C] (starts at zero);
+/// T ≤ max_len.
 template <typename T>
 class LearnedPositional : public Module<T> {
  public:
@@ -70,7 +74,7 @@ class SinusoidalPositional : public Module<T> {
   Tensor<T> table_;
 };
 
-/// LayerNorm over the last axis (biased variance, as PyTorch). weight [C] (ones), bias [C].
+/// LayerNorm over the last axis (biased variance, as PyTorch). weight [C] = 1, bias [C] = 0 first.
 template <typename T>
 class LayerNorm : public Module<T> {
  public:

@@ -13,10 +13,7 @@
 
 #include "core/error.h"
 #include "core/h5.h"
-
-#ifndef QKV_VERSION
-#define QKV_VERSION "0.1.0"  // keep in step with project(VERSION) in CMakeLists.txt
-#endif
+#include "core/version.h"
 
 namespace qkv {
 namespace {

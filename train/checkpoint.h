@@ -1,4 +1,4 @@
-// Checkpoints: the HDF5 file of DESIGN.md ("Checkpoint file", version 1), written atomically and
+// Checkpoints: the qkv HDF5 file (format version 1), written atomically and
 // read back with every dataset validated. docs/checkpoint-format.md documents the layout.
 //
 //   /                  attrs format = "qkv-checkpoint", format_version = 1, qkv_version

@@ -36,7 +36,7 @@ namespace qkv {
 template <typename T>
 using OptimParams = std::vector<std::pair<std::string, Var<T>>>;
 
-/// An optimizer's whole state, for checkpoints (DESIGN.md, /optimizer group).
+/// An optimizer's whole state, for checkpoints (docs/checkpoint-format.md, /optimizer).
 template <typename T>
 struct OptimizerState {
   std::string type;        ///< "sgd" | "adam" | "adamw"

@@ -1,4 +1,4 @@
-// qkv bench: the configurations are DESIGN.md's table (parameter counts by the GPT-2 formula, not
+// qkv bench: the configurations are docs/bench.md's table (parameter counts by the GPT-2 formula, not
 // by qkv's own param_count), a bench step is a real training step (parameters move, the loss of
 // repeated steps on one batch falls), and the program prints parsable JSON or exits 2 naming the
 // bad flag. No timing assertions: speed is measured by `qkv bench`, not by tests.

@@ -1,6 +1,6 @@
 // `qkv grads` and `qkv gradcheck`, run as a user runs them: the qkv program (QKV_BIN) on files
 // this test writes. Bad input must exit with status 2 and one line naming the file and the
-// problem; good input writes every tensor DESIGN.md lists.
+// problem; good input writes every tensor docs/checkpoint-format.md lists.
 #include <sys/wait.h>
 #include <unistd.h>
 

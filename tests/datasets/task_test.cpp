@@ -103,7 +103,7 @@ TEST(Factory, EveryTaskHasConsistentBatchesConfigsAndText) {
     const std::string arch = t->arch();
     ASSERT_TRUE(arch == "encoder" || arch == "decoder" || arch == "seq2seq");
 
-    // Configs: exactly DESIGN.md's keys, sized for the task.
+    // Configs: exactly docs/model.md's keys, sized for the task.
     nlohmann::json m = t->default_model_config();
     std::set<std::string> keys, want(model_keys.begin(), model_keys.end());
     for (auto it = m.begin(); it != m.end(); ++it) keys.insert(it.key());

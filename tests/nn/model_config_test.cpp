@@ -134,7 +134,7 @@ TEST(ModelConfig, ModelsTooBigForMemoryAreRefusedBeforeAllocating) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
 }
 
-// DESIGN.md's table, written out by hand for one small encoder.
+// docs/model.md's table, written out by hand for one small encoder.
 TEST(ParamShapes, EncoderByHand) {
   ModelConfig c = tiny("encoder");
   const std::vector<std::pair<std::string, Shape>> expected = {

@@ -5,11 +5,12 @@ For each case (three architectures; pre-LN, post-LN and no LayerNorm; gelu, relu
 tied and untied embeddings; learned and sinusoidal positions; padding masks everywhere, dropout
 in some configs to prove `qkv grads` turns it off) this script
 
-  1. writes a qkv checkpoint with h5py in DESIGN.md's format from random numpy weights (so it also
+  1. writes a qkv checkpoint with h5py in qkv's format from random numpy weights (so it also
      proves that a checkpoint written by another tool loads), and a batch file;
   2. runs `qkv grads` in float64 and in float32;
-  3. builds the same model in PyTorch (its own implementation below, following DESIGN.md's forward
-     pass), loads the checkpoint's /model with load_state_dict, and computes the same quantities;
+  3. builds the same model in PyTorch (python/qkv_torch.py, the project's PyTorch companion, which
+     follows docs/model.md), loads the checkpoint's /model with load_state_dict(strict=True), and
+     computes the same quantities;
   4. compares each tensor by  err = max|qkv - torch| / max(max|torch|, tiny):
      float64 must agree to 1e-9, float32 (qkv float32 against torch float32) to 1e-4.
 
@@ -30,217 +31,28 @@ try:
     import h5py
     import numpy as np
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
 except ImportError as e:  # pragma: no cover - depends on the machine
     print(f"parity: skipped, cannot import {e.name} ({e})")
     sys.exit(77)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from qkv_torch import QkvModel  # noqa: E402  (the repository's PyTorch companion)
 
 TOL = {"float64": 1e-9, "float32": 1e-4}
 TINY = 1e-30
 GRAD_FLOOR = 1e-2  # see compare()
 
 
-# ---- the PyTorch reference, following DESIGN.md --------------------------------------------------
-
-
-def sinusoidal_table(max_len, d_model):
-    """PE[p, 2i] = sin(p / 10000^(2i/d_model)), PE[p, 2i+1] = cos(same), computed in float64."""
-    pe = np.zeros((max_len, d_model))
-    for p in range(max_len):
-        for i in range(0, d_model, 2):
-            angle = p / 10000.0 ** (i / d_model)
-            pe[p, i] = math.sin(angle)
-            if i + 1 < d_model:
-                pe[p, i + 1] = math.cos(angle)
-    return torch.from_numpy(pe)
-
-
-class Attention(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        d = c["d_model"]
-        self.n_heads = c["n_heads"]
-        self.W_Q, self.W_K, self.W_V, self.W_O = (nn.Linear(d, d) for _ in range(4))
-
-    def forward(self, x, memory, visible, maps, path):
-        """visible: bool, broadcastable to [B, H, T, S]; True = the query may see the key."""
-        B, T, C = x.shape
-        S, H = memory.shape[1], self.n_heads
-        d = C // H
-        q = self.W_Q(x).view(B, T, H, d).transpose(1, 2)
-        k = self.W_K(memory).view(B, S, H, d).transpose(1, 2)
-        v = self.W_V(memory).view(B, S, H, d).transpose(1, 2)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d)
-        visible = visible.expand(B, H, T, S)
-        # masked keys get -inf; a query row with no visible key outputs zeros (and zero gradient)
-        any_visible = visible.any(-1, keepdim=True)
-        scores = scores.masked_fill(~visible, float("-inf"))
-        scores = torch.where(any_visible, scores, torch.zeros_like(scores))
-        p = torch.softmax(scores, dim=-1)
-        p = torch.where(any_visible, p, torch.zeros_like(p))
-        maps[path] = p
-        o = (p @ v).transpose(1, 2).reshape(B, T, C)
-        return self.W_O(o)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.fc1 = nn.Linear(c["d_model"], c["d_ff"])
-        self.fc2 = nn.Linear(c["d_ff"], c["d_model"])
-        self.activation = c["activation"]
-
-    def forward(self, x):
-        h = self.fc1(x)
-        if self.activation == "gelu":
-            h = F.gelu(h)
-        elif self.activation == "gelu_tanh":
-            h = F.gelu(h, approximate="tanh")
-        else:
-            h = F.relu(h)
-        return self.fc2(h)
-
-
-class Block(nn.Module):
-    def __init__(self, c, cross):
-        super().__init__()
-        self.norm = c["norm"]
-        eps, d = c["ln_eps"], c["d_model"]
-        ln = self.norm != "none"
-        if ln:
-            self.ln1 = nn.LayerNorm(d, eps=eps)
-        self.attn = Attention(c)
-        self.cross = cross
-        if cross:
-            if ln:
-                self.ln_x = nn.LayerNorm(d, eps=eps)
-            self.xattn = Attention(c)
-        if ln:
-            self.ln2 = nn.LayerNorm(d, eps=eps)
-        self.ff = FeedForward(c)
-
-    def residual(self, x, ln_name, sublayer):
-        if self.norm == "pre":
-            return x + sublayer(getattr(self, ln_name)(x))
-        if self.norm == "post":
-            return getattr(self, ln_name)(x + sublayer(x))
-        return x + sublayer(x)
-
-    def forward(self, x, self_visible, memory, cross_visible, maps, path):
-        x = self.residual(x, "ln1", lambda a: self.attn(a, a, self_visible, maps, path + ".attn"))
-        if self.cross:
-            x = self.residual(
-                x, "ln_x", lambda a: self.xattn(a, memory, cross_visible, maps, path + ".xattn")
-            )
-        return self.residual(x, "ln2", self.ff)
-
-
-class Stack(nn.Module):
-    """Embeddings, blocks, ln_f (pre-LN only) and head (when untied and wanted)."""
-
-    def __init__(self, c, vocab, max_len, cross, head):
-        super().__init__()
-        d = c["d_model"]
-        self.tok_emb = nn.Embedding(vocab, d)
-        if c["pos"] == "learned":
-            self.pos_emb = nn.Embedding(max_len, d)
-        else:
-            self.register_buffer("pe", sinusoidal_table(max_len, d), persistent=False)
-        self.blocks = nn.ModuleList(Block(c, cross) for _ in range(c["n_layers"]))
-        if c["norm"] == "pre":
-            self.ln_f = nn.LayerNorm(d, eps=c["ln_eps"])
-        if head:
-            self.head = nn.Linear(d, c["n_out"])
-        self.learned = c["pos"] == "learned"
-
-    def embed(self, ids):
-        x = self.tok_emb(ids)
-        T = ids.shape[1]
-        return x + (self.pos_emb.weight[:T] if self.learned else self.pe[:T].to(x.dtype))
-
-    def run(self, x, self_visible, memory, cross_visible, maps, prefix):
-        for i, block in enumerate(self.blocks):
-            x = block(x, self_visible, memory, cross_visible, maps, f"{prefix}blocks.{i}")
-        return x
-
-    def final_norm(self, x):
-        return self.ln_f(x) if hasattr(self, "ln_f") else x
-
-    def project(self, x):
-        return self.head(x) if hasattr(self, "head") else F.linear(x, self.tok_emb.weight)
-
-
-def padding_visible(mask):
-    """[B, S] (1 = real) → [B, 1, 1, S] bool."""
-    return mask.bool()[:, None, None, :]
-
-
-def causal_visible(T):
-    return torch.ones(T, T, dtype=torch.bool).tril()[None, None]
-
-
-class Model(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.arch = c["arch"]
-        head = not c["tie_embeddings"]
-        if self.arch == "seq2seq":
-            self.enc = Stack(c, c["src_vocab_size"], c["src_max_len"], cross=False, head=False)
-            self.dec = Stack(c, c["vocab_size"], c["max_len"], cross=True, head=head)
-        else:
-            self.main = Stack(c, c["vocab_size"], c["max_len"], cross=False, head=head)
-
-    def state_names(self):
-        """Maps canonical qkv names to this module's state_dict names (main. is the root)."""
-        return {k[len("main.") :] if k.startswith("main.") else k: k for k in self.state_dict()}
-
-    def forward(self, b):
-        maps = {}
-        tokens = b["tokens"]
-        B, T = tokens.shape
-        mask = b.get("mask", torch.ones(B, T, dtype=torch.uint8))
-        if self.arch == "encoder":
-            s = self.main
-            x = s.run(s.embed(tokens), padding_visible(mask), None, None, maps, "")
-            h = s.final_norm(x[torch.arange(B), b["positions"]])
-            logits = s.project(h)
-            loss = F.cross_entropy(logits, b["targets"])
-            return loss, logits, maps
-        self_visible = causal_visible(T) & padding_visible(mask)
-        memory, cross_visible = None, None
-        if self.arch == "seq2seq":
-            src = b["src"]
-            src_mask = b.get("src_mask", torch.ones(src.shape, dtype=torch.uint8))
-            e = self.enc
-            memory = e.final_norm(
-                e.run(e.embed(src), padding_visible(src_mask), None, None, maps, "enc.")
-            )
-            cross_visible = padding_visible(src_mask)
-            s, prefix = self.dec, "dec."
-        else:
-            s, prefix = self.main, ""
-        x = s.final_norm(s.run(s.embed(tokens), self_visible, memory, cross_visible, maps, prefix))
-        logits = s.project(x)
-        loss = F.cross_entropy(
-            logits.reshape(B * T, -1), b["targets"].reshape(-1).long(), ignore_index=-1
-        )
-        return loss, logits, maps
-
-
 def torch_reference(config, params, batch, dtype):
     """loss, logits, {name: grad}, {path: P} from the PyTorch model in `dtype`."""
     torch_dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    model = Model(config).to(torch_dtype)
-    names = model.state_names()
-    state = {names[n]: torch.from_numpy(v).to(torch_dtype) for n, v in params.items()}
-    model.load_state_dict(state, strict=True)  # every parameter, exactly once
+    model = QkvModel(config).to(torch_dtype)
+    state = {n: torch.from_numpy(v).to(torch_dtype) for n, v in params.items()}
+    model.load_state_dict(state, strict=True)  # every parameter by its qkv name, exactly once
     model.eval()
-    b = {k: torch.from_numpy(v.astype(np.int64)) for k, v in batch.items()}
-    loss, logits, maps = model(b)
+    loss, logits, maps = model(batch)
     loss.backward()
-    params_by_name = dict(model.named_parameters())
-    grads = {qkv_name: params_by_name[torch_name].grad for qkv_name, torch_name in names.items()}
+    grads = {name: p.grad for name, p in model.named_parameters()}
     return loss.detach(), logits.detach(), grads, {k: v.detach() for k, v in maps.items()}
 
 
@@ -248,7 +60,8 @@ def torch_reference(config, params, batch, dtype):
 
 
 def canonical_shapes(c):
-    """(name, shape) of every parameter, as DESIGN.md's table lists them."""
+    """(name, shape) of every parameter, as docs/model.md's table lists them (written out here
+    independently of python/qkv_torch.py, so that a wrong name there fails the strict load)."""
     d, f = c["d_model"], c["d_ff"]
     norm = c["norm"] != "none"
 
@@ -304,7 +117,7 @@ def random_params(c, rng):
 
 
 def write_checkpoint(path, config, params, vocab):
-    """DESIGN.md's checkpoint, version 1, as another tool would write it: /model in name order
+    """qkv's checkpoint, version 1, as another tool would write it: /model in name order
     (h5py does not track creation order), no /optimizer, no /train, an extra unknown attr."""
     with h5py.File(path, "w") as f:
         f.attrs["format"] = "qkv-checkpoint"

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/h5.h"
+#include "core/version.h"
 #include "nn/model.h"
 #include "test_files.h"
 
@@ -127,7 +128,7 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   save_checkpoint(path, c);
   Checkpoint back = load_checkpoint(path);
   expect_same(c, back);
-  EXPECT_EQ(back.qkv_version, "0.1.0");
+  EXPECT_EQ(back.qkv_version, QKV_VERSION);  // core/version.h, generated from project(VERSION)
   Checkpoint validated = load_checkpoint(path, sample_shapes());
   expect_same(c, validated);
   EXPECT_TRUE(bit_equal(validated.param("head.bias"), c.params[2].second));

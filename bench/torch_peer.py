@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""The PyTorch peer of `qkv bench`: one AdamW training step on the same four configurations.
+
+The models are python/qkv_torch.py's QkvModel, the PyTorch mirror of qkv's architectures, built
+from the configurations of docs/bench.md (tiny: an encoder read out at position 0; small, medium,
+large: GPT-2-style decoders with tied embeddings). Initialisation follows qkv's Model:
+weights N(0, 0.02), W_O and fc2 weights N(0, 0.02/√(2·n_layers)), LayerNorm weights 1, biases 0.
+The optimizer is AdamW(lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight_decay 0), and each timed
+step is zero_grad(set_to_none=True), forward, cross-entropy, backward and step on one fixed
+random batch (decoders: B·T+1 uniform tokens, targets shifted by one; the encoder: uniform tokens
+and targets), float32 on the CPU.
+
+  torch_peer.py --config small [--threads N|best] [--steps N] [--warmup N] [--seed S] [--json]
+
+With --threads best it times 1 and 2 threads and reports the faster, as `qkv bench` does.
+--json prints one JSON object (the last line), which `qkv bench --peer` reads: config,
+ms_per_step, threads, tokens_per_s, loss, params, torch (the version).
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+
+try:
+    import torch
+    import torch.nn.functional as F  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the machine
+    print(f"torch_peer: cannot import {e.name}; install python3-torch", file=sys.stderr)
+    sys.exit(2)
+
+from qkv_torch import QkvModel  # noqa: E402
+
+# name: (arch, V, T, d_model, n_layers, n_heads, d_ff, batch, default timed steps)
+CONFIGS = {
+    "tiny": ("encoder", 64, 16, 32, 1, 1, 64, 64, 300),
+    "small": ("decoder", 256, 64, 128, 2, 4, 512, 16, 30),
+    "medium": ("decoder", 1024, 128, 256, 4, 4, 1024, 8, 15),
+    "large": ("decoder", 4096, 256, 512, 4, 8, 2048, 4, 10),
+}
+
+
+def model_config(name):
+    arch, V, T, C, L, H, F_, _, _ = CONFIGS[name]
+    return {"arch": arch, "vocab_size": V, "max_len": T, "d_model": C, "n_layers": L,
+            "n_heads": H, "d_ff": F_, "activation": "gelu_tanh", "norm": "pre", "pos": "learned",
+            "tie_embeddings": arch == "decoder", "n_out": V, "dropout": 0.0, "ln_eps": 1e-5}
+
+
+def build(name, seed):
+    torch.manual_seed(seed)
+    model = QkvModel(model_config(name))
+    std_residual = 0.02 / math.sqrt(2 * CONFIGS[name][4])
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0 if ".ln" in f".{pname}" and pname.endswith("weight") else 0.0)
+            elif pname.endswith(("W_O.weight", "fc2.weight")):
+                p.normal_(0.0, std_residual)
+            else:
+                p.normal_(0.0, 0.02)
+    return model
+
+
+def batch(name, seed):
+    arch, V, T, _, _, _, _, B, _ = CONFIGS[name]
+    g = torch.Generator().manual_seed(seed + 7)
+    if arch == "encoder":
+        return {"tokens": torch.randint(0, V, (B, T), generator=g),
+                "positions": torch.zeros(B, dtype=torch.long),
+                "targets": torch.randint(0, V, (B,), generator=g)}
+    data = torch.randint(0, V, (B * T + 1,), generator=g)
+    return {"tokens": data[:-1].view(B, T), "targets": data[1:].view(B, T)}
+
+
+def time_steps(name, threads, steps, warmup, seed):
+    torch.set_num_threads(threads)
+    model = build(name, seed)
+    model.train()
+    b = batch(name, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.0)
+    ms, loss = [], float("nan")
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        out, _, _ = model(b)
+        out.backward()
+        opt.step()
+        t1 = time.perf_counter()
+        loss = out.item()
+        if i >= warmup:
+            ms.append((t1 - t0) * 1000.0)
+    return statistics.median(ms), loss, sum(p.numel() for p in model.parameters())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, choices=sorted(CONFIGS))
+    ap.add_argument("--threads", default="best", help="a number, or best (the faster of 1 and 2)")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps (default: per config)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.threads != "best" and not args.threads.isdigit():
+        ap.error("--threads must be a positive integer or best")
+    steps = args.steps if args.steps > 0 else CONFIGS[args.config][8]
+    tries = [1, 2] if args.threads == "best" else [int(args.threads)]
+    results = []
+    for n in tries:
+        ms, loss, params = time_steps(args.config, n, steps, max(args.warmup, 0), args.seed)
+        results.append((ms, n, loss, params))
+    ms, threads, loss, params = min(results)
+    _, _, T, _, _, _, _, B, _ = CONFIGS[args.config]
+    out = {"config": args.config, "ms_per_step": ms, "threads": threads,
+           "tokens_per_s": B * T / (ms / 1000.0), "loss": loss, "params": params,
+           "steps": steps, "warmup": args.warmup, "torch": torch.__version__}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.config}: {ms:.2f} ms/step ({threads} threads), {out['tokens_per_s']:.0f} "
+              f"tokens/s, {params} parameters, loss {loss:.4f}, torch {torch.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

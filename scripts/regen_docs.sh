@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Regenerates every command output shown in README.md and docs/*.md from real runs: trains the
+# runs those outputs come from (the tasks' default configs, seed 0) into runs/, then rewrites
+# each block under an `<!-- output … -->` marker with its command's real output
+# (scripts/doc_outputs.py). Review the diff (git diff) and commit it with the code that changed it.
+#   scripts/regen_docs.sh            train pronoun, numbers and charlm afresh (about 5 minutes on
+#                                    2 cores), then rewrite
+#   scripts/regen_docs.sh --reuse    keep runs/ that already exist
+# The outputs that need no training are also checked by CTest (docs_outputs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+qkv=build/qkv
+reuse=0
+[ "${1:-}" = "--reuse" ] && reuse=1
+if [ ! -x "$qkv" ]; then
+  echo "regen_docs.sh: $qkv is missing; build it first (cmake --build build --target qkv)" >&2
+  exit 2
+fi
+
+# train TASK: runs/TASK/ and its log runs/TASK.log (one line per evaluation).
+train() {
+  local task=$1
+  if [ "$reuse" = 1 ] && [ -f "runs/$task/best.h5" ] && [ -f "runs/$task.log" ]; then return; fi
+  mkdir -p runs
+  echo "training $task …"
+  "$qkv" train --task "$task" --out "runs/$task" --force --progress lines 2>&1 | tee "runs/$task.log" | tail -n 2
+}
+train pronoun
+train numbers
+train charlm
+
+/usr/bin/python3 scripts/doc_outputs.py write --qkv "$qkv"
