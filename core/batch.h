@@ -1,4 +1,4 @@
-// Batch: what a task hands the model, in the layout of DESIGN.md's batch file.
+// Batch: what a task hands the model, in the layout of the batch file (docs/checkpoint-format.md).
 #pragma once
 
 #include "core/index_tensor.h"

@@ -112,8 +112,8 @@ class Task {
   /// Name of an encoder class (the token for tasks that classify over the vocabulary).
   virtual std::string class_name(int32_t c) const { return vocab().token(c); }
 
-  /// A model config with exactly DESIGN.md's keys (plus src_vocab_size / src_max_len for seq2seq)
-  /// sized for this task.
+  /// A model config (the keys of docs/model.md, src_vocab_size / src_max_len for seq2seq) sized
+  /// for this task.
   virtual nlohmann::json default_model_config() const = 0;
   /// Training hyper-parameters: steps, batch_size, lr, optimizer, weight_decay, warmup, schedule,
   /// clip, eval_every.

@@ -1,4 +1,4 @@
-// Model<T>: the three architectures of DESIGN.md (encoder, decoder, seq2seq), built from a
+// Model<T>: the three architectures (encoder, decoder, seq2seq; docs/model.md), built from a
 // ModelConfig and a seed, with the canonical parameter names of param_shapes(config).
 //
 //   ModelConfig cfg = ModelConfig::parse(R"({"arch": "encoder", "vocab_size": 11, ...})");

@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include "core/error.h"
+#include "core/json_reader.h"
 
 namespace qkv {
 
@@ -22,52 +23,6 @@ std::string join(const std::vector<std::string>& items) {
 bool contains(const std::vector<std::string>& items, const std::string& x) {
   return std::find(items.begin(), items.end(), x) != items.end();
 }
-
-/// Reads typed keys of a config object, naming the key on any error.
-class Reader {
- public:
-  Reader(const char* what, const json& j) : what_(what), j_(j) {}
-
-  const json* find(const char* key) const {
-    if (!j_.is_object()) return nullptr;
-    auto it = j_.find(key);
-    return it == j_.end() || it->is_null() ? nullptr : &*it;
-  }
-  void integer(const char* key, int64_t& out) const {
-    const json* v = find(key);
-    if (!v) return;
-    if (v->is_number_integer()) {
-      out = v->get<int64_t>();
-    } else if (v->is_number_float() && std::nearbyint(v->get<double>()) == v->get<double>() &&
-               std::fabs(v->get<double>()) < 9e15) {
-      out = static_cast<int64_t>(v->get<double>());
-    } else {
-      fail("{}: '{}' must be an integer, got {}", what_, key, v->dump());
-    }
-  }
-  void number(const char* key, double& out) const {
-    const json* v = find(key);
-    if (!v) return;
-    QKV_CHECK(v->is_number(), "{}: '{}' must be a number, got {}", what_, key, v->dump());
-    out = v->get<double>();
-  }
-  void string(const char* key, std::string& out) const {
-    const json* v = find(key);
-    if (!v) return;
-    QKV_CHECK(v->is_string(), "{}: '{}' must be a string, got {}", what_, key, v->dump());
-    out = v->get<std::string>();
-  }
-  void boolean(const char* key, bool& out) const {
-    const json* v = find(key);
-    if (!v) return;
-    QKV_CHECK(v->is_boolean(), "{}: '{}' must be true or false, got {}", what_, key, v->dump());
-    out = v->get<bool>();
-  }
-
- private:
-  const char* what_;
-  const json& j_;
-};
 
 }  // namespace
 
@@ -86,7 +41,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
       QKV_CHECK(contains(keys(), it.key()), "train config: unknown key '{}' (known keys: {})",
                 it.key(), join(keys()));
   TrainConfig c;
-  Reader r("train config", j);
+  const JsonReader r("train config", j);
   r.integer("steps", c.steps);
   r.integer("batch_size", c.batch_size);
   r.number("lr", c.lr);

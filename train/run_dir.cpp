@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace qkv {
@@ -113,19 +114,7 @@ void truncate_jsonl(const std::string& path, int64_t last_step) {
     }
   }
   in.close();
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << kept;
-    out.flush();
-    QKV_CHECK(out.good(), "cannot write '{}'", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail("cannot replace '{}': {}", path, ec.message());
-  }
+  write_file_atomic(path, kept);
 }
 
 RunDirLock::RunDirLock(const std::string& dir) {

@@ -5,14 +5,20 @@
 //   core      Tensor<T>, shapes, the seeded Rng, errors, the HDF5 wrapper, Batch
 //   autograd  Var<T>, backward(), every differentiable op, gradcheck
 //   nn        Module<T> with named parameters, the layers, ModelConfig and Model<T>
-//   datasets  vocabularies, the toy tasks, batch files
-//   train     optimizers, LR schedules, clipping, checkpoints, metrics, the training loop
+//   datasets  vocabularies, Task (the extension point) and its probes, the toy tasks, batch files
+//   plot      SVG line charts and heatmaps
+//   train     optimizers, LR schedules, clipping, checkpoints, metrics, evaluation, decoding,
+//             loading a trained checkpoint, the training loop
 #pragma once
 
+#include "core/arch.h"
+#include "core/attention_map.h"
+#include "core/atomic_file.h"
 #include "core/batch.h"
 #include "core/error.h"
 #include "core/h5.h"
 #include "core/index_tensor.h"
+#include "core/json_reader.h"
 #include "core/rng.h"
 #include "core/shape.h"
 #include "core/tensor.h"
@@ -22,17 +28,27 @@
 #include "autograd/ops.h"
 #include "autograd/var.h"
 
+#include "nn/batch_model.h"
 #include "nn/config.h"
 #include "nn/layers.h"
 #include "nn/model.h"
+#include "nn/model_gradcheck.h"
 #include "nn/module.h"
+#include "nn/random_batch.h"
 
 #include "datasets/batch_io.h"
+#include "datasets/probe.h"
 #include "datasets/task.h"
 #include "datasets/vocab.h"
 
+#include "plot/plot.h"
+
+#include "train/charts.h"
 #include "train/checkpoint.h"
 #include "train/clip.h"
+#include "train/decode.h"
+#include "train/evaluate.h"
+#include "train/load.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"

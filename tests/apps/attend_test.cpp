@@ -81,19 +81,19 @@ TEST(AttendSeq2Seq, TheHtmlPageHasAnIndexOfLayersAndKinds) {
   // 1 layer × 3 kinds × 2 heads: one figure each, one section per kind, one index link per head.
   ASSERT_NE(html.find("<table class=\"index\">"), std::string::npos) << html;
   for (const char* kind : {"encoder self-attention", "decoder self-attention", "cross-attention"}) {
-    EXPECT_EQ(count(html, std::string("<th>") + kind + "</th>"), 1u) << kind;
-    EXPECT_EQ(count(html, std::string("<h2>layer 0: ") + kind + "</h2>"), 1u) << kind;
+    EXPECT_EQ(count_of(html, std::string("<th>") + kind + "</th>"), 1u) << kind;
+    EXPECT_EQ(count_of(html, std::string("<h2>layer 0: ") + kind + "</h2>"), 1u) << kind;
   }
-  EXPECT_EQ(count(html, "<figure id="), 6u);
+  EXPECT_EQ(count_of(html, "<figure id="), 6u);
   for (const char* id : {"enc.blocks.0.attn.h1", "dec.blocks.0.attn.h0", "dec.blocks.0.xattn.h1"}) {
-    EXPECT_EQ(count(html, std::string("<figure id=\"") + id + "\">"), 1u) << id;
-    EXPECT_EQ(count(html, std::string("<a href=\"#") + id + "\">"), 1u) << id;
+    EXPECT_EQ(count_of(html, std::string("<figure id=\"") + id + "\">"), 1u) << id;
+    EXPECT_EQ(count_of(html, std::string("<a href=\"#") + id + "\">"), 1u) << id;
   }
-  EXPECT_EQ(count(html, "<a href=\"#"), 6u);
+  EXPECT_EQ(count_of(html, "<a href=\"#"), 6u);
 }
 
 size_t lines(const std::string& text) {
-  return count(text, "\n");
+  return count_of(text, "\n");
 }
 
 TEST(AttendLanguageModel, ShowsTheLastPromptTokenWithoutGeneratingInAboutSixtyLines) {
@@ -106,17 +106,17 @@ TEST(AttendLanguageModel, ShowsTheLastPromptTokenWithoutGeneratingInAboutSixtyLi
   EXPECT_EQ(r.out.find("prediction:"), std::string::npos) << "nothing is generated";
   EXPECT_NE(r.out.find("next token: '"), std::string::npos) << r.out;
   // 2 layers × 2 heads, each the row of the last prompt character ('d', query 25).
-  EXPECT_EQ(count(r.out, "— attention of 'd' (query 25) over the sentence:"), 4u) << r.out;
+  EXPECT_EQ(count_of(r.out, "— attention of 'd' (query 25) over the sentence:"), 4u) << r.out;
   EXPECT_LE(lines(r.out), 62u) << r.out;
-  EXPECT_EQ(count(r.out, "more keys with"), 4u) << r.out;
-  EXPECT_LT(count(r.out, "%"), 4u * 26u + 4u);
+  EXPECT_EQ(count_of(r.out, "more keys with"), 4u) << r.out;
+  EXPECT_LT(count_of(r.out, "%"), 4u * 26u + 4u);
   // --keys 0: every key of every head.
   const test::RunResult all = run_qkv({"attend", "--checkpoint", charlm_checkpoint(), prompt,
                                        "--out-dir", temp_path("attend-lm"), "--keys", "0"},
                                       temp_path(""));
   ASSERT_EQ(all.status, 0) << all.err;
-  EXPECT_EQ(count(all.out, "more keys with"), 0u);
-  EXPECT_EQ(count(all.out, "%"), 4u * 26u) << "one bar per key per head";
+  EXPECT_EQ(count_of(all.out, "more keys with"), 0u);
+  EXPECT_EQ(count_of(all.out, "%"), 4u * 26u) << "one bar per key per head";
 }
 
 /// A one-layer, two-head pronoun encoder trained for two steps (once per test program).
@@ -140,12 +140,12 @@ TEST(AttendEncoder, ShowsEveryKeyUnlessKeysLimitsThem) {
       {"attend", "--checkpoint", pronoun_checkpoint(), "--out-dir", temp_path("attend-pronoun")},
       temp_path(""));
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(count(r.out, "more keys with"), 0u) << r.out;
+  EXPECT_EQ(count_of(r.out, "more keys with"), 0u) << r.out;
   r = run_qkv({"attend", "--checkpoint", pronoun_checkpoint(), "--out-dir",
                temp_path("attend-pronoun"), "--keys", "2"},
               temp_path(""));
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(count(r.out, "more keys with"), 2u) << "one per head: " << r.out;
+  EXPECT_EQ(count_of(r.out, "more keys with"), 2u) << "one per head: " << r.out;
 }
 
 TEST(AttendEncoder, AnOverLongSentenceIsTheModelsLimitInWords) {

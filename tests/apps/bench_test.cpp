@@ -40,7 +40,7 @@ TEST(BenchConfigs, AreDesignTable) {
   for (const Row& r : rows) {
     SCOPED_TRACE(r.name);
     const BenchConfig& c = bench_config(r.name);
-    EXPECT_EQ(c.model.arch, r.arch);
+    EXPECT_EQ(arch_name(c.model.arch), std::string(r.arch));
     EXPECT_EQ(c.model.vocab_size, r.V);
     EXPECT_EQ(c.model.max_len, r.T);
     EXPECT_EQ(c.model.d_model, r.C);

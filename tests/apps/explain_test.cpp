@@ -290,7 +290,7 @@ TEST(ExplainRender, EachFigureCaptionAppearsOnce) {
     const size_t from = p + std::string("<figcaption>").size();
     const std::string caption = html.substr(from, html.find("</figcaption>", from) - from);
     // Neither an SVG title nor a second figure repeats it.
-    EXPECT_EQ(count(html, ">" + caption + "<"), 1u) << caption;
+    EXPECT_EQ(count_of(html, ">" + caption + "<"), 1u) << caption;
   }
   EXPECT_EQ(figures, 5u);
 }

@@ -66,7 +66,7 @@ TEST(NumberWords, InverseOverTheWholeRangeAndErrors) {
 
 TEST(Numbers, Seq2seqBatchLayout) {
   NumbersTask t(nlohmann::json{{"seed", 1}});
-  EXPECT_EQ(t.arch(), "seq2seq");
+  EXPECT_EQ(t.arch(), Arch::kSeq2seq);
   EXPECT_EQ(t.vocab().size(), 13);      // <pad> <bos> <eos> 0..9
   EXPECT_EQ(t.src_vocab().size(), 31);  // <pad>, 20 units, 8 tens, hundred, thousand
   std::vector<int64_t> idx;

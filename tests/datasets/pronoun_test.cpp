@@ -63,7 +63,7 @@ TEST(Pronoun, SizesAreAFewThousandAndAFewHundred) {
     EXPECT_LE(task().size(s), 1500) << split_name(s);
   }
   EXPECT_EQ(task().n_out(), task().vocab().size());
-  EXPECT_EQ(task().arch(), "encoder");
+  EXPECT_EQ(task().arch(), Arch::kEncoder);
 }
 
 TEST(Pronoun, SameSeedSameBatchesOtherSeedOtherData) {

@@ -100,7 +100,7 @@ TEST(Factory, EveryTaskHasConsistentBatchesConfigsAndText) {
     SCOPED_TRACE(name);
     std::unique_ptr<Task> t = make_task(name, small_options(name));
     EXPECT_EQ(t->name(), name);
-    const std::string arch = t->arch();
+    const std::string arch = arch_name(t->arch());
     ASSERT_TRUE(arch == "encoder" || arch == "decoder" || arch == "seq2seq");
 
     // Configs: exactly docs/model.md's keys, sized for the task.

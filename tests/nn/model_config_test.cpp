@@ -18,7 +18,7 @@ std::string config_error(const std::string& text) {
 
 TEST(ModelConfig, DefaultsAndDerivedKeys) {
   const ModelConfig c = ModelConfig::parse(R"({"d_model": 32, "vocab_size": 20})");
-  EXPECT_EQ(c.arch, "decoder");
+  EXPECT_EQ(c.arch, Arch::kDecoder);
   EXPECT_EQ(c.d_model, 32);
   EXPECT_EQ(c.d_ff, 128);  // 4·d_model
   EXPECT_EQ(c.n_out, 20);  // vocab_size

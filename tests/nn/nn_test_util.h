@@ -23,7 +23,7 @@ namespace qkv::testing {
 /// A tiny config: d_model 8, 2 heads, d_ff 16, vocab 11, max_len 6.
 inline ModelConfig tiny(const std::string& arch, int64_t n_layers = 1) {
   ModelConfig c;
-  c.arch = arch;
+  c.arch = parse_arch(arch);
   c.vocab_size = 11;
   c.max_len = 6;
   c.d_model = 8;

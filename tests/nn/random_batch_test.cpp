@@ -25,7 +25,7 @@ TEST(RandomBatch, DefaultsArePaddedWithIgnoredTargets) {
     ASSERT_EQ(b.tokens.shape, Shape({2, 5}));
     expect_ids_below(b.tokens, c.vocab_size, "token");
     EXPECT_EQ(b.mask.data, (std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1, 1, 0, 0}));
-    if (c.arch == "encoder") {
+    if (c.arch == Arch::kEncoder) {
       ASSERT_EQ(b.targets.shape, Shape({2}));
       expect_ids_below(b.targets, c.n_out, "class");
       EXPECT_EQ(b.positions.data, (std::vector<int32_t>{4, 2}));  // the last real tokens
@@ -39,7 +39,7 @@ TEST(RandomBatch, DefaultsArePaddedWithIgnoredTargets) {
         EXPECT_LT(b.targets[i], c.n_out);
       }
     }
-    if (c.arch == "seq2seq") {
+    if (c.arch == Arch::kSeq2seq) {
       ASSERT_EQ(b.src.shape, Shape({2, 4}));
       expect_ids_below(b.src, c.src_vocab_size, "source");
       EXPECT_EQ(b.src_mask.data, (std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1, 0}));

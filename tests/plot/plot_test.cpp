@@ -88,6 +88,47 @@ TEST(LineChart, SkipsNonFinitePointsAndHandlesDegenerateInput) {
   EXPECT_THROW(line_chart_svg({bad}, {}), Error);
 }
 
+
+/// The number in attribute `name` of the first element at or after `from` that has it.
+double attr(const std::string& svg, size_t from, const std::string& name) {
+  const size_t p = svg.find(" " + name + "=\"", from) + name.size() + 3;
+  return std::stod(svg.substr(p, svg.find('"', p) - p));
+}
+
+/// Every polyline's points, in pixels.
+std::vector<std::vector<std::pair<double, double>>> polylines(const std::string& svg) {
+  std::vector<std::vector<std::pair<double, double>>> out;
+  for (size_t p = svg.find("points=\""); p != std::string::npos; p = svg.find("points=\"", p + 1)) {
+    std::istringstream in(svg.substr(p + 8, svg.find('"', p + 8) - p - 8));
+    out.emplace_back();
+    double x = 0, y = 0;
+    char comma = 0;
+    while (in >> x >> comma >> y) out.back().emplace_back(x, y);
+  }
+  return out;
+}
+
+/// Fails when a point of any polyline, or of the straight line between two, is inside the legend.
+void expect_legend_covers_no_curve(const std::string& svg, const std::string& what) {
+  const size_t at = svg.find("<rect class=\"legend\"");
+  ASSERT_NE(at, std::string::npos) << what;
+  const double x = attr(svg, at, "x"), y = attr(svg, at, "y"), w = attr(svg, at, "width"),
+               h = attr(svg, at, "height");
+  size_t points = 0;
+  for (const auto& line : polylines(svg))
+    for (size_t i = 0; i < line.size(); ++i) {
+      const auto& a = line[i ? i - 1 : 0];
+      const auto& b = line[i];
+      for (int k = 0; k <= 50; ++k, ++points) {  // along the segment a–b
+        const double px = a.first + (b.first - a.first) * k / 50.0;
+        const double py = a.second + (b.second - a.second) * k / 50.0;
+        EXPECT_FALSE(px >= x && px <= x + w && py >= y && py <= y + h)
+            << what << ": (" << px << ", " << py << ") is under the legend";
+      }
+    }
+  EXPECT_GT(points, 0u) << what;
+}
+
 TEST(LineChart, TheLegendCoversNoCurve) {
   // The referent chart's shape: P(referent) rises into the top right corner, where the legend
   // used to be.

@@ -160,7 +160,7 @@ TEST(Checkpoint, ValidatedLoadReturnsParametersInTheExpectedOrder) {
 
 TEST(Checkpoint, ModelCheckpointIsCheckedAgainstItsOwnConfig) {
   ModelConfig config;
-  config.arch = "decoder";
+  config.arch = Arch::kDecoder;
   config.vocab_size = 7;
   config.max_len = 5;
   config.d_model = 8;

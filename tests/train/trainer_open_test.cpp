@@ -62,7 +62,7 @@ class FirstTokenTask : public Task {
     }
   }
   std::string name() const override { return "first_token"; }
-  std::string arch() const override { return "encoder"; }
+  Arch arch() const override { return Arch::kEncoder; }
   nlohmann::json options() const override { return json::object(); }
   const Vocab& vocab() const override { return vocab_; }
   int64_t n_out() const override { return 4; }
