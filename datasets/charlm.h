@@ -8,7 +8,10 @@
 // windows do not overlap (start every block_size characters), so an evaluation reads each
 // character once.
 // Options: seed (0; picks the default corpus), data (a text file; default: a generated corpus of
-// sentences from the pronoun templates), block_size (64).
+// sentences from the pronoun templates), block_size (64), max_vocab (4096: a text with more
+// distinct characters is refused with what its vocabulary would cost).
+// Memory: the text is read once and kept as 4-byte ids, one per character (about 4× a mostly
+// ASCII file); evaluation reads at most eval_examples (default 2048) val windows.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,11 @@ namespace qkv {
 /// The default corpus: the pronoun task's sentences, capitalised, with a period, in a seeded
 /// random order, about ten to a line.
 std::string charlm_default_corpus(uint64_t seed);
+
+/// The default limit on distinct characters (the task option max_vocab).
+constexpr int64_t kCharLMMaxVocab = 4096;
+/// Val windows read per evaluation by default (the train config's eval_examples).
+constexpr int64_t kCharLMEvalExamples = 2048;
 
 class CharLMTask : public Task {
  public:

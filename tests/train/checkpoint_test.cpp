@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -284,6 +285,36 @@ TEST(Checkpoint, FailureToCreateTheTemporaryFileKeepsThePreviousFile) {
             "cannot save checkpoint " + path + ": " + path + ".tmp: cannot create: it is a folder");
   EXPECT_EQ(file_bytes(path), before);
   ::rmdir((path + ".tmp").c_str());
+}
+
+TEST(Checkpoint, AFullDiskFailsCleanlyAndKeepsThePreviousCheckpoint) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  const std::string dir = temp_path("full_disk");
+  ::mkdir(dir.c_str(), 0755);
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{dir};
+  const std::string small = dir + "/small.h5", big = dir + "/big.h5";
+  save_checkpoint(small, sample());
+  const std::string before = file_bytes(small);
+  Checkpoint huge = sample();
+  Rng rng(5);
+  huge.params.emplace_back("pad.weight", randn({128, 256}, rng));  // 128 KiB: cannot fit
+  EXPECT_EQ(error_of([&] { save_checkpoint(big, huge); }),
+            "cannot save checkpoint " + big + ": " + big +
+                ".tmp: cannot write (No space left on device)");
+  EXPECT_FALSE(file_exists(big + ".tmp"));
+  EXPECT_FALSE(file_exists(big));
+  EXPECT_EQ(file_bytes(small), before);
+  expect_same(load_checkpoint(small), sample());
+  // The file system has room again: the same save now works.
+  ::unlink(small.c_str());
+  huge.params.back().second = randn({64, 128}, rng);
+  save_checkpoint(big, huge);
+  EXPECT_EQ(load_checkpoint(big).params.size(), huge.params.size());
 }
 
 TEST(Checkpoint, OptimizerStateRoundTripsIntoAnOptimizer) {
@@ -603,6 +634,7 @@ TEST(CheckpointH5py, H5pyReadsWhatQkvWrites) {
 import json, sys
 import h5py, numpy as np
 with h5py.File(sys.argv[1], "r") as f:
+    assert f.userblock_size == 512, f.userblock_size  # qkv's checksum header
     assert f.attrs["format"] == "qkv-checkpoint", f.attrs["format"]
     assert f.attrs["format_version"] == 1
     assert json.loads(f["config"].attrs["model"])["arch"] == "decoder"
