@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <hdf5.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 
 #include "core/checksum.h"
 #include "core/error.h"
+#include "core/pool.h"
 
 static_assert(std::is_same_v<hid_t, int64_t>, "core/h5.h stores hid_t as int64_t (HDF5 ≥ 1.10)");
 
@@ -1138,7 +1140,7 @@ ProbeLimits probe_limits() {
 /// Reads every object of a file the way qkv's loaders do: each group's members and attributes,
 /// each attribute's and each dataset's type, shape and values (those of the types qkv reads).
 /// Throws qkv::Error when HDF5 reports a failure.
-void Group::read_everything(std::set<uint64_t>& seen) const {
+void Group::read_everything(std::set<uint64_t>& seen, uint64_t max_bytes) const {
   const Impl& im = impl();
   H5O_info_t oi;
   if (H5Oget_info2(im.id, &oi, H5O_INFO_BASIC) < 0)
@@ -1157,11 +1159,16 @@ void Group::read_everything(std::set<uint64_t>& seen) const {
   for (const std::string& m : members()) {
     switch (kind(m)) {
       case Kind::kGroup:
-        group(m).read_everything(seen);
+        group(m).read_everything(seen, max_bytes);
         break;
       case Kind::kDataset: {
         Info info = this->info(m);
-        if (info.rank() > kMaxDims) break;
+        // What qkv's own size check refuses before HDF5 reads it is not read here either.
+        uint64_t bytes = 0;
+        if (info.rank() > kMaxDims ||
+            __builtin_mul_overflow(static_cast<uint64_t>(info.numel()), uint64_t{16}, &bytes) ||
+            bytes > max_bytes)
+          break;
         if (info.dtype == DType::kFloat32) {
           read<float>(m);
         } else if (info.is_float()) {
@@ -1196,7 +1203,7 @@ void probe(const std::string& path, uint64_t file_size, const std::function<File
   if (::pipe2(fds, O_CLOEXEC) != 0) fail("{}: cannot check the file ({})", path, errno_text(errno));
   std::fflush(nullptr);
   const uint64_t budget = l.memory_bytes + 4 * file_size;
-  const uint64_t space = address_space();
+  const uint64_t parent_limit = memory_limit();
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
@@ -1212,6 +1219,9 @@ void probe(const std::string& path, uint64_t file_size, const std::function<File
       ::dup2(null, 2);
     }
     if (!kAddressSanitizer) {  // ASan reserves terabytes of address space up front
+      pool::trim();  // the parent's cached and freed memory is not this process's to reuse
+      ::malloc_trim(0);
+      const uint64_t space = address_space();
       rlimit r{space + budget, space + budget};
       ::setrlimit(RLIMIT_AS, &r);
     }
@@ -1220,7 +1230,7 @@ void probe(const std::string& path, uint64_t file_size, const std::function<File
     try {
       File f = open();
       std::set<uint64_t> seen;
-      f.read_everything(seen);
+      f.read_everything(seen, parent_limit);
       f.close();
     } catch (const std::exception& e) {
       message = e.what();

@@ -144,9 +144,10 @@ class Group {
   std::vector<double> floats_attr(const std::string& name) const;
 
   /// Reads every member and attribute below this group (each group once, `seen` holds their
-  /// addresses) as qkv's loaders would; throws on what HDF5 cannot read. The check of a file
-  /// without a checksum runs it in a child process.
-  void read_everything(std::set<uint64_t>& seen) const;
+  /// addresses) as qkv's loaders would, skipping datasets of more than max_bytes (which the
+  /// loaders refuse unread); throws on what HDF5 cannot read. The check of a file without a
+  /// checksum runs it in a child process.
+  void read_everything(std::set<uint64_t>& seen, uint64_t max_bytes) const;
 
  protected:
   struct Impl;

@@ -362,8 +362,10 @@ TEST(H5, EveryFlippedBitIsDetectedOrChangesNothing) {
     f.write_strings("vocab", {"a", "b"});
   }
   const std::string good = read_all(path);
-  int detected = 0, unchanged = 0;
-  for (size_t i = 0; i < good.size(); ++i) {
+  int detected = 0, unchanged = 0, tried = 0;
+  // Every byte of the header and the superblock, then every 29th byte (a different bit each).
+  for (size_t i = 0; i < good.size(); i += i < 1024 ? 1 : 29) {
+    ++tried;
     std::string flipped = good;
     flipped[i] = static_cast<char>(flipped[i] ^ (1 << (i % 8)));
     write_all(bad, flipped);
@@ -381,7 +383,7 @@ TEST(H5, EveryFlippedBitIsDetectedOrChangesNothing) {
   }
   // Only a flip inside the 16-byte magic leaves the file unchecked; its content is intact.
   EXPECT_EQ(unchanged, 16);
-  EXPECT_EQ(detected, static_cast<int>(good.size()) - 16);
+  EXPECT_EQ(detected, tried - 16);
 }
 
 TEST(H5, AFlipInTheContentNamesTheChecksum) {
@@ -448,7 +450,7 @@ TEST(H5, AnUncheckedFileThatUnpacksBeyondTheMemoryLimitIsRefused) {
     hid_t s = H5Screate_simple(1, &n, nullptr);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, 1, &chunk);
-    H5Pset_deflate(dcpl, 9);
+    H5Pset_deflate(dcpl, 1);
     hid_t d = H5Dcreate2(f, "zeros", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     std::vector<float> v(n, 0.0f);
     H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
@@ -459,7 +461,7 @@ TEST(H5, AnUncheckedFileThatUnpacksBeyondTheMemoryLimitIsRefused) {
   }
   const ProbeLimits saved = probe_limits();
   ProbeLimits small = saved;
-  small.memory_bytes = 16 << 20;
+  small.memory_bytes = 0;  // only 4 × the file's size beyond what the process has
   set_probe_limits(small);
   std::string msg = error_of([&] { File::open(path); });
   set_probe_limits(saved);
