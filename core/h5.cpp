@@ -19,6 +19,7 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <set>
 #include <type_traits>
 #include <utility>
@@ -1034,6 +1035,17 @@ bool has_header(const std::vector<unsigned char>& bytes) {
   return bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kMagic, kMagicBytes) == 0;
 }
 
+/// A header whose magic was damaged: most of the magic, or the version and size fields, intact.
+/// Such a file was written by qkv and is damaged; it must not pass as an unchecked file.
+bool has_damaged_header(const std::vector<unsigned char>& bytes) {
+  if (bytes.size() < kHeaderBytes) return false;
+  int same = 0;
+  for (size_t i = 0; i < kMagicBytes; ++i)
+    same += bytes[i] == static_cast<unsigned char>(kMagic[i]);
+  return same >= 8 || (get_le(bytes.data() + 16, 4) == kHeaderVersion &&
+                       get_le(bytes.data() + 20, 4) == kHeaderBytes);
+}
+
 /// Throws one qkv::Error naming the file unless its header matches its bytes.
 void verify(const std::string& path, std::vector<unsigned char>& bytes) {
   const unsigned char* h = bytes.data();
@@ -1163,19 +1175,18 @@ void Group::read_everything(std::set<uint64_t>& seen, uint64_t max_bytes) const 
         break;
       case Kind::kDataset: {
         Info info = this->info(m);
-        // What qkv's own size check refuses before HDF5 reads it is not read here either.
-        uint64_t bytes = 0;
-        if (info.rank() > kMaxDims ||
-            __builtin_mul_overflow(static_cast<uint64_t>(info.numel()), uint64_t{16}, &bytes) ||
-            bytes > max_bytes)
-          break;
+        // What qkv's own size check surely refuses unread (more elements than bytes of memory)
+        // is not read here either; everything else is, under this process's memory limit.
+        if (info.rank() > kMaxDims || static_cast<uint64_t>(info.numel()) > max_bytes) break;
         if (info.dtype == DType::kFloat32) {
           read<float>(m);
         } else if (info.is_float()) {
           read<double>(m, /*allow_cast=*/true);
         } else if (info.dtype == DType::kString && info.rank() <= 1) {
           read_strings(m);
-        } else if (info.is_integer() || info.dtype == DType::kBool) {
+        } else if (info.dtype == DType::kBool) {
+          read_bool(m);
+        } else if (info.is_integer()) {
           try {
             read_u64(m);  // the raw values; read_index and read_bool read the same bytes
           } catch (const Error& e) {
@@ -1232,6 +1243,11 @@ void probe(const std::string& path, uint64_t file_size, const std::function<File
       std::set<uint64_t> seen;
       f.read_everything(seen, parent_limit);
       f.close();
+    } catch (const std::bad_alloc&) {
+      message = fmt::format(
+          "{}: the file is damaged: reading it needs more than the {} MB of memory the check "
+          "allows",
+          path, budget >> 20);
     } catch (const std::exception& e) {
       message = e.what();
       if (message.rfind(path + ": ", 0) != 0) message = path + ": the file is damaged: " + message;
@@ -1379,6 +1395,11 @@ File File::open(const std::string& path) {
     if (fid < 0) fail("{}: cannot open ({})", path, hdf5_detail());
     return File(path, fid, -1, size);
   }
+  if (has_damaged_header(bytes))
+    fail(
+        "{}: the file is damaged (its checksum header is damaged; restore it from a copy or use "
+        "another one)",
+        path);
   // No qkv checksum (h5py's files, or older qkv's): the file is read in full by a child process
   // first, and opened here only when that went well.
   htri_t is_h5 = H5Fis_hdf5(path.c_str());

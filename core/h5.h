@@ -163,8 +163,9 @@ constexpr size_t kHeaderBytes = 512;
 /// The limits of the child process that reads a file without a qkv checksum before qkv opens it.
 struct ProbeLimits {
   bool enabled = true;
-  double seconds = 10;                        // wall-clock time for opening and reading it all
-  uint64_t memory_bytes = uint64_t{1} << 30;  // address space beyond the parent's, + 4 × file size
+  double seconds = 10;  // wall-clock time for opening and reading it all
+  uint64_t memory_bytes = uint64_t{512}
+                          << 20;  // address space beyond its own start, + 4 × file size
 };
 void set_probe_limits(const ProbeLimits& limits);
 ProbeLimits probe_limits();

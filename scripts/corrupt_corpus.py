@@ -12,7 +12,7 @@ qkv_check_files loads them, many per process, and this script asserts:
   - the peak memory of the loader (and its checking children) stays below --max-rss-mb.
 It prints one table row per kind and exits 1 when any assertion fails.
 
-  scripts/corrupt_corpus.py --qkv build/apps/qkv --checker build/fuzz/qkv_check_files -n 2000
+  scripts/corrupt_corpus.py --qkv build/qkv --checker build/fuzz/qkv_check_files -n 2000
 """
 import argparse
 import os
@@ -138,8 +138,9 @@ def main():
     ap.add_argument("-n", type=int, default=2000, help="mutants per file kind")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--chunk", type=int, default=250, help="mutants per loader process")
-    ap.add_argument("--hang-s", type=float, default=10.0, help="a file taking longer is a hang")
-    ap.add_argument("--max-rss-mb", type=float, default=512.0,
+    ap.add_argument("--hang-s", type=float, default=15.0,
+                    help="a file taking longer is a hang (the child check gives up at 10 s)")
+    ap.add_argument("--max-rss-mb", type=float, default=768.0,
                     help="bound on the loader's peak resident memory (and its children's)")
     ap.add_argument("--kinds", default="checkpoint,batch,grads")
     args = ap.parse_args()

@@ -25,7 +25,7 @@ step() { echo; echo "== $1 ($(date +%T), ${SECONDS}s so far)"; }
 
 step "corruption corpus"
 cmake --build build -j"$jobs" --target qkv qkv_check_files >/dev/null
-python3 scripts/corrupt_corpus.py --qkv build/apps/qkv --checker build/fuzz/qkv_check_files -n 2000
+python3 scripts/corrupt_corpus.py --qkv build/qkv --checker build/fuzz/qkv_check_files -n 2000
 
 step "ASan + UBSan build (clang, -O1)"
 sanitized_tests=(tensor_test error_test h5_test

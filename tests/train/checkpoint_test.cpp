@@ -530,6 +530,14 @@ TEST(CheckpointLoad, NestedGroupsInModelAreNotParameters) {
     H5Gclose(g);
     H5Fclose(f);
   }
+  // Edited behind qkv's back, the file no longer matches its checksum: exactly what it is for.
+  EXPECT_EQ(load_error(path).rfind(path + ": the file is damaged: it is ", 0), 0u);
+  // With the checksum header blanked out (as an outside tool's file has none), the file is
+  // checked by reading it in a child process and then loads as far as its real problem.
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.write(std::string(16, '\0').data(), 16);
+  }
   EXPECT_EQ(load_error(path),
             path +
                 ": /model/blocks is not a dataset; parameters are datasets named with dots "
