@@ -8,13 +8,7 @@
 #include "train/checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const bool limited = [] {
-    qkv::h5::ProbeLimits l;
-    l.seconds = 3;
-    qkv::h5::set_probe_limits(l);
-    return true;
-  }();
-  (void)limited;
+  qkv::fuzz::quick_child_check();
   const std::string& path = qkv::fuzz::input_file(data, size, ".h5");
   try {
     qkv::ModelConfig config;

@@ -1,12 +1,6 @@
 // qkv train into a 4 MB disk (room for two checkpoints of 1.6 MB): one message, exit status 2,
 // no crash at exit, and the checkpoints saved before the disk filled still load.
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 
 #include <gtest/gtest.h>
@@ -23,16 +17,9 @@ using qkv::test::run_qkv;
 using qkv::test::temp_path;
 
 TEST(DiskFull, TrainingIntoATinyDiskExitsWithOneLineAndKeepsEarlierCheckpoints) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
-  const std::string dir = temp_path("tiny_disk");
-  fs::create_directories(dir);
-  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=4m") != 0)
-    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{dir};
-  const std::string out = dir + "/run";
+  const test::Tmpfs disk("tiny_disk", "4m");
+  if (!disk.error().empty()) GTEST_SKIP() << disk.error();
+  const std::string out = disk.dir() + "/run";
   const qkv::test::RunResult r =
       run_qkv({"train", "--task", "pronoun", "--steps", "40", "--save-every", "5", "--out", out},
               temp_path(""));

@@ -3,6 +3,7 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "test_files.h"
 
 namespace qkv {
 namespace {
@@ -49,19 +50,10 @@ TEST(Pool, SteadyStateReusesBuffers) {
   EXPECT_GE(after.reuses, before.reuses + 100);
 }
 
-std::string error_text(void (*f)()) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(Shape, ElementCountsThatOverflowInt64AreErrorsNotWrappedNumbers) {
   const int64_t big = int64_t{1} << 40;
   EXPECT_EQ((Shape{big, 1 << 20}).numel(), int64_t{1} << 60);
-  EXPECT_EQ(error_text([] {
+  EXPECT_EQ(test::error_of([] {
               (void)(Shape{int64_t{1} << 40, int64_t{1} << 30}).numel();
             }),
             "shape [1099511627776, 1073741824] has more elements than a 64-bit count can hold");
@@ -70,12 +62,12 @@ TEST(Shape, ElementCountsThatOverflowInt64AreErrorsNotWrappedNumbers) {
 
 TEST(Tensor, AShapeTooLargeForMemoryIsAnErrorBeforeAnyAllocation) {
   // 2^46 floats: the element count fits, the 256 TiB do not (the pool's last bucket is 128 TiB).
-  EXPECT_EQ(error_text([] { Tensor<float>::empty(Shape{int64_t{1} << 46}); }),
+  EXPECT_EQ(test::error_of([] { Tensor<float>::empty(Shape{int64_t{1} << 46}); }),
             "cannot allocate a tensor of 281474976710720 bytes (262144 GiB): the most one tensor "
             "can take is 131072 GiB");
   // 2^62 doubles: the byte count itself overflows.
   EXPECT_EQ(
-      error_text([] { Tensor<double>::empty(Shape{int64_t{1} << 62}); }),
+      test::error_of([] { Tensor<double>::empty(Shape{int64_t{1} << 62}); }),
       "a tensor of shape [4611686018427387904] needs more bytes than a 64-bit count can hold");
 }
 

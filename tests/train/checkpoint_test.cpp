@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -288,15 +287,9 @@ TEST(Checkpoint, FailureToCreateTheTemporaryFileKeepsThePreviousFile) {
 }
 
 TEST(Checkpoint, AFullDiskFailsCleanlyAndKeepsThePreviousCheckpoint) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
-  const std::string dir = temp_path("full_disk");
-  ::mkdir(dir.c_str(), 0755);
-  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k") != 0)
-    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
-  } unmount{dir};
+  const test::Tmpfs disk("full_disk", "64k");
+  if (!disk.error().empty()) GTEST_SKIP() << disk.error();
+  const std::string& dir = disk.dir();
   const std::string small = dir + "/small.h5", big = dir + "/big.h5";
   save_checkpoint(small, sample());
   const std::string before = file_bytes(small);
@@ -536,7 +529,7 @@ TEST(CheckpointLoad, NestedGroupsInModelAreNotParameters) {
   // checked by reading it in a child process and then loads as far as its real problem.
   {
     std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
-    io.write(std::string(16, '\0').data(), 16);
+    io.write(std::string(h5::kHeaderBytes, '\0').data(), h5::kHeaderBytes);
   }
   EXPECT_EQ(load_error(path),
             path +
