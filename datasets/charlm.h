@@ -11,7 +11,7 @@
 // sentences from the pronoun templates), block_size (64), max_vocab (4096: a text with more
 // distinct characters is refused with what its vocabulary would cost).
 // Memory: the text is read once and kept as 4-byte ids, one per character (about 4× a mostly
-// ASCII file); evaluation reads at most eval_examples (default 2048) val windows.
+// ASCII file); val and test hold at most kCharLMEvalWindows windows (the first ones).
 #pragma once
 
 #include <cstdint>
@@ -29,8 +29,9 @@ std::string charlm_default_corpus(uint64_t seed);
 
 /// The default limit on distinct characters (the task option max_vocab).
 constexpr int64_t kCharLMMaxVocab = 4096;
-/// Val windows read per evaluation by default (the train config's eval_examples).
-constexpr int64_t kCharLMEvalExamples = 2048;
+/// The most val (and test) windows: an evaluation reads at most the first 2048 · block_size
+/// characters of its chunk, whatever the size of the text.
+constexpr int64_t kCharLMEvalWindows = 2048;
 
 class CharLMTask : public Task {
  public:
