@@ -42,7 +42,8 @@ Var<T> softmax(const Var<T>& a) {
     Tensor<T>* dx = o.input_grad(0);
     if (!dx) return;
     const Tensor<T>& y = o.saved[0];
-    auto Y = y.mat(), G = o.grad.mat();
+    const ConstMatMap<T> Y = y.mat();  // two declarations: Y is const, G is not (clang insists)
+    const MatMap<T> G = o.grad.mat();
     auto dX = dx->mat();
     const Vec<T> gy = (G.array() * Y.array()).rowwise().sum();  // ⟨g, y⟩ per row
     dX.array() += Y.array() * (G.colwise() - gy).array();

@@ -3,16 +3,30 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
 namespace qkv {
 
+/// The length (1–4) of the valid UTF-8 sequence at s[i], or 0 when none starts there (RFC 3629:
+/// no overlong forms, surrogates or code points above U+10FFFF).
+size_t utf8_sequence_length(std::string_view s, size_t i);
+
+/// Bytes from a file, made fit for a one-line message: valid UTF-8 passes unchanged; every byte
+/// of an invalid sequence, and every control character (newline, tab, NUL, DEL), becomes \xNN.
+/// Use it wherever a file's text goes into a message: "unknown task 'a\xFFb'".
+std::string escape_bytes(std::string_view bytes);
+
+/// As escape_bytes, but control characters stay: only invalid UTF-8 is escaped.
+std::string escape_invalid_utf8(std::string_view bytes);
+
 /// Thrown on bad input: wrong shapes, invalid files, bad configs. The message names the op or file
-/// and what to do; the command line prints it and exits with status 2.
+/// and what to do; the command line prints it and exits with status 2. The message is always
+/// valid UTF-8 (any invalid byte that reached it is escaped as \xNN).
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& what) : std::runtime_error(what) {}
+  explicit Error(const std::string& what) : std::runtime_error(escape_invalid_utf8(what)) {}
 };
 
 /// Throws qkv::Error with a fmt-formatted message.

@@ -1,17 +1,32 @@
 #include "core/h5.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <malloc.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <limits>
 #include <mutex>
+#include <new>
+#include <set>
 #include <type_traits>
 #include <utility>
 
+#include "core/checksum.h"
 #include "core/error.h"
+#include "core/pool.h"
 
 static_assert(std::is_same_v<hid_t, int64_t>, "core/h5.h stores hid_t as int64_t (HDF5 ≥ 1.10)");
 
@@ -246,13 +261,34 @@ std::string errno_text(int err) {
   return err ? std::strerror(err) : "unknown reason";
 }
 
+/// The most bytes one read may allocate: the machine's physical memory, or the address-space limit
+/// (setrlimit) when that is lower.
+uint64_t memory_limit() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  uint64_t limit = pages > 0 && page > 0
+                       ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page)
+                       : uint64_t{1} << 40;
+  rlimit r{};
+  if (::getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY)
+    limit = std::min<uint64_t>(limit, r.rlim_cur);
+  return limit;
+}
+
+/// n elements of elem bytes, in GiB rounded up ("4096").
+std::string gib(uint64_t n, size_t elem) {
+  const long double bytes = static_cast<long double>(n) * static_cast<long double>(elem);
+  return fmt::format("{:.0f}", std::ceil(bytes / (1024.0L * 1024.0L * 1024.0L)));
+}
+
 }  // namespace
 
 // ---- Info -------------------------------------------------------------------------------------
 
 int64_t Info::numel() const {
   int64_t n = 1;
-  for (int64_t d : dims) n *= d;
+  for (int64_t d : dims)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n))
+      fail("dimensions {} hold more elements than a 64-bit count can", dims_str(dims));
   return n;
 }
 bool Info::is_float() const {
@@ -275,6 +311,7 @@ struct Group::Impl {
   std::string path;                         // absolute path inside the file
   hid_t id = -1;
   bool writable = false;
+  uint64_t file_size = 0;  // bytes on disk of a file opened for reading (0 = being written)
   ~Impl() {
     if (id >= 0) H5Gclose(id);
   }
@@ -288,6 +325,45 @@ struct Loc {
   const std::string& path;
   hid_t id;
   bool writable;
+  uint64_t file_size;
+
+  /// "dataset /model/x" or "attribute 'step' on /train", for messages.
+  std::string dataset(const std::string& name) const { return "dataset " + where(name); }
+  std::string attribute(const std::string& name) const {
+    return "attribute '" + name + "' on " + path;
+  }
+
+  /// describe() of an object read from the file, with dimensions whose element count fits int64
+  /// (a damaged dataspace can claim 2^64 - 1 elements).
+  Info described(hid_t type, hid_t space, const std::string& what) const {
+    Info info = describe(type, space);
+    try {
+      info.numel();
+    } catch (const Error& e) {
+      fail("{}: {} is damaged: its {}", file, what, e.what());
+    }
+    return info;
+  }
+
+  /// The element count of `info`, once it is known that `elem` bytes each fit in this machine's
+  /// memory: "x.h5: dataset /model/w of shape [1099511627776] needs 4096 GiB; this machine has
+  /// 16 GiB". Checked before anything is allocated. Strings (`per_file_byte`) are also checked
+  /// against the file's size: each one takes at least a byte of the file.
+  size_t reserve(const Info& info, size_t elem, const std::string& what,
+                 bool per_file_byte = false) const {
+    const auto n = static_cast<uint64_t>(info.numel());
+    uint64_t bytes = 0;
+    const uint64_t limit = memory_limit();
+    if (__builtin_mul_overflow(n, elem, &bytes) || bytes > limit)
+      fail(
+          "{}: {} of shape {} needs {} GiB; this machine has {} GiB of memory (the file is "
+          "damaged or was not written for qkv)",
+          file, what, dims_str(info.dims), gib(n, elem), limit >> 30);
+    if (per_file_byte && file_size > 0 && n > file_size)
+      fail("{}: {} claims {} strings, more than the file's {} bytes can hold (the file is damaged)",
+           file, what, n, file_size);
+    return static_cast<size_t>(n);
+  }
 
   std::string where(const std::string& name) const {
     if (!name.empty() && name[0] == '/') return name;
@@ -303,6 +379,13 @@ struct Loc {
 
   Kind kind(const std::string& name) const {
     if (!link_exists(id, name)) return Kind::kMissing;
+    // An external link would open another file (anything on the machine): never followed.
+    H5L_info_t link;
+    if (H5Lget_info(id, name.c_str(), &link, H5P_DEFAULT) < 0) {
+      H5Eclear2(H5E_DEFAULT);
+      return Kind::kMissing;
+    }
+    if (link.type != H5L_TYPE_HARD && link.type != H5L_TYPE_SOFT) return Kind::kOther;
     hid_t obj = H5Oopen(id, name.c_str(), H5P_DEFAULT);
     if (obj < 0) {
       H5Eclear2(H5E_DEFAULT);
@@ -329,10 +412,11 @@ struct Loc {
     return d;
   }
 
-  Info dataset_info(const Handle& d) const {
+  Info dataset_info(const Handle& d, const std::string& name) const {
     Handle t = type_handle(H5Dget_type(d.get()));
     Handle s = space_handle(H5Dget_space(d.get()));
-    return describe(t.get(), s.get());
+    if (!t.ok() || !s.ok()) fail_hdf5("read the type of dataset", name);
+    return described(t.get(), s.get(), dataset(name));
   }
 
   Shape shape_of(const Info& info, const std::string& name) const {
@@ -350,7 +434,7 @@ struct Loc {
   /// Any integer or bool dataset's values as int64 (uint64 values above the int64 range fail).
   std::vector<int64_t> read_integers(const Handle& d, const Info& info,
                                      const std::string& name) const {
-    std::vector<int64_t> out(static_cast<size_t>(info.numel()));
+    std::vector<int64_t> out(reserve(info, 2 * sizeof(int64_t), dataset(name)));
     if (out.empty()) return out;
     if (info.dtype == DType::kBool) {
       std::vector<int8_t> raw(out.size());
@@ -379,9 +463,11 @@ struct Loc {
   IntegralTensor<I> read_integral(const std::string& name, DType native, hid_t native_type,
                                   int64_t lo, int64_t hi, const char* want) const {
     Handle d = open_dataset(name);
-    Info info = dataset_info(d);
+    Info info = dataset_info(d, name);
     if (info.dtype != native && info.dtype != DType::kBool && !info.is_integer())
       fail("{}: dataset {} has dtype {}; expected {}", file, where(name), info.dtype_name, want);
+    reserve(info, info.dtype == native ? sizeof(I) : sizeof(I) + 2 * sizeof(int64_t),
+            dataset(name));
     IntegralTensor<I> t(shape_of(info, name));
     if (t.data.empty()) return t;
     if (info.dtype == native) {
@@ -408,10 +494,12 @@ struct Loc {
     if (!a.ok()) fail("{}: cannot open attribute '{}' on {} ({})", file, name, path, hdf5_detail());
     return a;
   }
-  Info attr_info(const Handle& a) const {
+  Info attr_info(const Handle& a, const std::string& name) const {
     Handle t = type_handle(H5Aget_type(a.get()));
     Handle s = space_handle(H5Aget_space(a.get()));
-    return describe(t.get(), s.get());
+    if (!t.ok() || !s.ok())
+      fail("{}: cannot read the type of {} ({})", file, attribute(name), hdf5_detail());
+    return described(t.get(), s.get(), attribute(name));
   }
   [[noreturn]] void fail_attr_type(const std::string& name, const Info& info,
                                    const char* want) const {
@@ -469,10 +557,10 @@ const Group::Impl& Group::impl() const {
   return *impl_;
 }
 
-#define QKV_LOC()                         \
-  const Impl& im = impl();                \
-  const Loc loc {                         \
-    *im.file, im.path, im.id, im.writable \
+#define QKV_LOC()                                       \
+  const Impl& im = impl();                              \
+  const Loc loc {                                       \
+    *im.file, im.path, im.id, im.writable, im.file_size \
   }
 
 const std::string& Group::file_path() const {
@@ -555,7 +643,7 @@ Group Group::create_group(const std::string& name) {
 Info Group::info(const std::string& name) const {
   QKV_LOC();
   Handle d = loc.open_dataset(name);
-  return loc.dataset_info(d);
+  return loc.dataset_info(d, name);
 }
 
 void Group::write(const std::string& name, const Tensor<float>& t) {
@@ -616,10 +704,11 @@ Tensor<T> Group::read(const std::string& name, bool allow_cast) const {
   constexpr DType want = std::is_same_v<T, float> ? DType::kFloat32 : DType::kFloat64;
   const char* want_name = std::is_same_v<T, float> ? "float32" : "float64";
   Handle d = loc.open_dataset(name);
-  Info info = loc.dataset_info(d);
+  Info info = loc.dataset_info(d, name);
   if (info.dtype != want && !(allow_cast && info.is_float()))
     fail("{}: dataset {} has dtype {}; expected {}", loc.file, loc.where(name), info.dtype_name,
          want_name);
+  loc.reserve(info, info.dtype == want ? sizeof(T) : sizeof(T) + sizeof(double), loc.dataset(name));
   Tensor<T> t = Tensor<T>::empty(loc.shape_of(info, name));
   if (t.numel() == 0) return t;
   if (info.dtype == want) {
@@ -649,7 +738,7 @@ BoolTensor Group::read_bool(const std::string& name) const {
 double Group::read_scalar(const std::string& name) const {
   QKV_LOC();
   Handle d = loc.open_dataset(name);
-  Info info = loc.dataset_info(d);
+  Info info = loc.dataset_info(d, name);
   if (!info.is_float() && !info.is_integer())
     fail("{}: dataset {} has dtype {}; expected a number", loc.file, loc.where(name),
          info.dtype_name);
@@ -666,22 +755,25 @@ std::vector<std::string> Group::read_strings(const std::string& name) const {
   Handle d = loc.open_dataset(name);
   Handle type = type_handle(H5Dget_type(d.get()));
   Handle space = space_handle(H5Dget_space(d.get()));
-  Info info = describe(type.get(), space.get());
+  if (!type.ok() || !space.ok()) loc.fail_hdf5("read the type of dataset", name);
+  Info info = loc.described(type.get(), space.get(), loc.dataset(name));
   if (info.dtype != DType::kString || info.rank() > 1)
     fail("{}: dataset {} is {} {}; expected a 1-D array of strings", loc.file, loc.where(name),
          info.dtype_name, dims_str(info.dims));
-  size_t n = static_cast<size_t>(info.numel());
+  const bool variable = H5Tis_variable_str(type.get()) > 0;
+  const size_t width = variable ? sizeof(char*) : H5Tget_size(type.get());
+  // The element count comes from the file: checked before a pointer array is made for it.
+  size_t n = loc.reserve(info, width + sizeof(std::string), loc.dataset(name), variable);
   std::vector<std::string> out;
   out.reserve(n);
   if (n == 0) return out;
-  if (H5Tis_variable_str(type.get()) > 0) {
+  if (variable) {
     Handle mem = vlen_string_type(H5Tget_cset(type.get()));
     std::vector<char*> ptrs(n, nullptr);
     loc.read_raw(d, mem.get(), ptrs.data(), name);
     for (char* p : ptrs) out.emplace_back(p ? p : "");
     H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, ptrs.data());
   } else {
-    size_t width = H5Tget_size(type.get());
     bool space_pad = H5Tget_strpad(type.get()) == H5T_STR_SPACEPAD;
     Handle mem = type_handle(H5Tcopy(type.get()));
     std::vector<char> buf(n * width);
@@ -699,10 +791,10 @@ std::vector<std::string> Group::read_strings(const std::string& name) const {
 std::vector<uint64_t> Group::read_u64(const std::string& name, Shape* shape) const {
   QKV_LOC();
   Handle d = loc.open_dataset(name);
-  Info info = loc.dataset_info(d);
+  Info info = loc.dataset_info(d, name);
   Shape s = loc.shape_of(info, name);
   if (shape) *shape = s;
-  std::vector<uint64_t> out(static_cast<size_t>(info.numel()));
+  std::vector<uint64_t> out(loc.reserve(info, 2 * sizeof(uint64_t), loc.dataset(name)));
   if (out.empty()) {
     if (!info.is_integer())
       fail("{}: dataset {} has dtype {}; expected uint64", loc.file, loc.where(name),
@@ -757,7 +849,7 @@ std::vector<std::string> Group::attr_names() const {
 Info Group::attr_info(const std::string& name) const {
   QKV_LOC();
   Handle a = loc.open_attr(name);
-  return loc.attr_info(a);
+  return loc.attr_info(a, name);
 }
 
 void Group::set_string_attr(const std::string& name, const std::string& value) {
@@ -805,7 +897,9 @@ std::string Group::string_attr(const std::string& name) const {
   Handle a = loc.open_attr(name);
   Handle type = type_handle(H5Aget_type(a.get()));
   Handle space = space_handle(H5Aget_space(a.get()));
-  Info info = describe(type.get(), space.get());
+  if (!type.ok() || !space.ok())
+    fail("{}: cannot read the type of {} ({})", loc.file, loc.attribute(name), hdf5_detail());
+  Info info = loc.described(type.get(), space.get(), loc.attribute(name));
   if (info.dtype != DType::kString || info.numel() != 1) loc.fail_attr_type(name, info, "a string");
   if (H5Tis_variable_str(type.get()) > 0) {
     Handle mem = vlen_string_type(H5Tget_cset(type.get()));
@@ -816,6 +910,7 @@ std::string Group::string_attr(const std::string& name) const {
     return s;
   }
   size_t width = H5Tget_size(type.get());
+  loc.reserve(info, width, loc.attribute(name));
   bool space_pad = H5Tget_strpad(type.get()) == H5T_STR_SPACEPAD;
   Handle mem = type_handle(H5Tcopy(type.get()));
   std::string s(width, '\0');
@@ -846,7 +941,7 @@ double Group::float_attr(const std::string& name) const {
 bool Group::bool_attr(const std::string& name) const {
   QKV_LOC();
   Handle a = loc.open_attr(name);
-  Info info = loc.attr_info(a);
+  Info info = loc.attr_info(a, name);
   if ((info.dtype != DType::kBool && !info.is_integer()) || info.numel() != 1)
     loc.fail_attr_type(name, info, "a bool");
   return int_attr(name) != 0;
@@ -855,10 +950,10 @@ bool Group::bool_attr(const std::string& name) const {
 std::vector<int64_t> Group::ints_attr(const std::string& name) const {
   QKV_LOC();
   Handle a = loc.open_attr(name);
-  Info info = loc.attr_info(a);
+  Info info = loc.attr_info(a, name);
   if ((info.dtype != DType::kBool && !info.is_integer()) || info.rank() > 1)
     loc.fail_attr_type(name, info, "integers");
-  std::vector<int64_t> out(static_cast<size_t>(info.numel()));
+  std::vector<int64_t> out(loc.reserve(info, 2 * sizeof(int64_t), loc.attribute(name)));
   if (out.empty()) return out;
   if (info.dtype == DType::kBool) {
     std::vector<int8_t> raw(out.size());
@@ -874,28 +969,354 @@ std::vector<int64_t> Group::ints_attr(const std::string& name) const {
 std::vector<double> Group::floats_attr(const std::string& name) const {
   QKV_LOC();
   Handle a = loc.open_attr(name);
-  Info info = loc.attr_info(a);
+  Info info = loc.attr_info(a, name);
   if ((!info.is_float() && !info.is_integer()) || info.rank() > 1)
     loc.fail_attr_type(name, info, "numbers");
-  std::vector<double> out(static_cast<size_t>(info.numel()));
+  std::vector<double> out(loc.reserve(info, sizeof(double), loc.attribute(name)));
   if (!out.empty()) loc.read_attr(a, H5T_NATIVE_DOUBLE, out.data(), name);
   return out;
 }
 
 #undef QKV_LOC
 
+// ---- the checksum header and the probe of unchecked files
+// -----------------------------------------
+
+namespace {
+
+// Every file qkv writes starts with a kHeaderBytes-long HDF5 user block, which HDF5 and h5py skip:
+//   0   "QKV-CHECKSUM-V1\n"    16 bytes of magic
+//   16  uint32 version (1), uint32 header size (512)
+//   24  uint64 content bytes: the file's size minus the header
+//   32  uint64 XXH64 of the whole file, these 8 bytes read as zeros
+//   40  one line of text for a person looking at the bytes, then zeros
+// Numbers are little-endian. A file whose header verifies is opened from memory, from the very
+// bytes that were checked.
+constexpr char kMagic[] = "QKV-CHECKSUM-V1\n";
+constexpr size_t kMagicBytes = sizeof(kMagic) - 1;
+constexpr uint32_t kHeaderVersion = 1;
+constexpr size_t kHashAt = 32;
+constexpr char kHeaderNote[] =
+    "This HDF5 file starts with qkv's checksum of its bytes; HDF5 and h5py read it as usual.\n";
+static_assert(kMagicBytes == 16 && 40 + sizeof(kHeaderNote) <= kHeaderBytes);
+
+void put_le(unsigned char* p, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+uint64_t get_le(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= uint64_t{p[i]} << (8 * i);
+  return v;
+}
+
+/// XXH64 of the file's bytes with the hash field read as zeros.
+uint64_t file_hash(std::vector<unsigned char>& bytes) {
+  unsigned char saved[8];
+  std::memcpy(saved, bytes.data() + kHashAt, 8);
+  std::memset(bytes.data() + kHashAt, 0, 8);
+  const uint64_t h = xxh64(bytes.data(), bytes.size());
+  std::memcpy(bytes.data() + kHashAt, saved, 8);
+  return h;
+}
+
+/// Fills the header of bytes (its first kHeaderBytes, then the HDF5 image).
+void seal(std::vector<unsigned char>& bytes) {
+  unsigned char* h = bytes.data();
+  std::memset(h, 0, kHeaderBytes);
+  std::memcpy(h, kMagic, kMagicBytes);
+  put_le(h + 16, kHeaderVersion, 4);
+  put_le(h + 20, kHeaderBytes, 4);
+  put_le(h + 24, bytes.size() - kHeaderBytes, 8);
+  std::memcpy(h + 40, kHeaderNote, sizeof(kHeaderNote) - 1);
+  put_le(h + kHashAt, file_hash(bytes), 8);
+}
+
+bool has_header(const std::vector<unsigned char>& bytes) {
+  return bytes.size() >= kHeaderBytes && std::memcmp(bytes.data(), kMagic, kMagicBytes) == 0;
+}
+
+/// A header whose magic was damaged: most of the magic, or the version and size fields, intact.
+/// Such a file was written by qkv and is damaged; it must not pass as an unchecked file.
+bool has_damaged_header(const std::vector<unsigned char>& bytes) {
+  if (bytes.size() < kHeaderBytes) return false;
+  int same = 0;
+  for (size_t i = 0; i < kMagicBytes; ++i)
+    same += bytes[i] == static_cast<unsigned char>(kMagic[i]);
+  return same >= 8 || (get_le(bytes.data() + 16, 4) == kHeaderVersion &&
+                       get_le(bytes.data() + 20, 4) == kHeaderBytes);
+}
+
+/// Throws one qkv::Error naming the file unless its header matches its bytes.
+void verify(const std::string& path, std::vector<unsigned char>& bytes) {
+  const unsigned char* h = bytes.data();
+  const uint64_t version = get_le(h + 16, 4), size = get_le(h + 20, 4), content = get_le(h + 24, 8);
+  if (version != kHeaderVersion || size != kHeaderBytes)
+    fail(
+        "{}: the file is damaged (its checksum header has version {} and size {}; this qkv "
+        "writes version {} and size {})",
+        path, version, size, kHeaderVersion, kHeaderBytes);
+  if (content != bytes.size() - kHeaderBytes)
+    fail(
+        "{}: the file is damaged: it is {} bytes long, its checksum header says {} (truncated "
+        "or extended)",
+        path, bytes.size(), content + kHeaderBytes);
+  if (get_le(h + kHashAt, 8) != file_hash(bytes))
+    fail("{}: checksum mismatch: the file is damaged (restore it from a copy or use another one)",
+         path);
+}
+
+/// Up to `max` bytes from the start of a file (all of it for max = SIZE_MAX).
+std::vector<unsigned char> read_bytes(const std::string& path, uint64_t size, size_t max) {
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(size, max));
+  std::vector<unsigned char> bytes(n);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open ({})", path, errno_text(errno));
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, bytes.data() + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int err = r < 0 ? errno : 0;
+      ::close(fd);
+      fail("{}: cannot read ({})", path, r < 0 ? errno_text(err) : "the file shrank while read");
+    }
+    got += static_cast<size_t>(r);
+  }
+  ::close(fd);
+  return bytes;
+}
+
+/// Writes every byte to fd; "" or the reason it could not.
+std::string write_bytes(int fd, const std::vector<unsigned char>& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t r = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno_text(errno);
+    done += static_cast<size_t>(r);
+  }
+  return "";
+}
+
+/// A name for an HDF5 file that lives in memory: one that no file on disk can have (HDF5 checks).
+std::string memory_name() {
+  static std::atomic<uint64_t> n{0};
+  return "/dev/null/qkv-memory-file-" + std::to_string(n++);
+}
+
+/// File-access properties of a file held in memory (HDF5's core driver, nothing written to disk).
+Handle memory_access_plist() {
+  Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
+  H5Pset_fapl_core(fapl.get(), size_t{1} << 20, /*backing_store=*/0);
+  return fapl;
+}
+
+ProbeLimits& limits() {
+  static ProbeLimits l;
+  return l;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+/// This process's address space in bytes (the first field of /proc/self/statm, in pages).
+uint64_t address_space() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  unsigned long long pages = 0;
+  if (f) {
+    if (std::fscanf(f, "%llu", &pages) != 1) pages = 0;
+    std::fclose(f);
+  }
+  return pages * static_cast<uint64_t>(::sysconf(_SC_PAGE_SIZE));
+}
+
+}  // namespace
+
+void set_probe_limits(const ProbeLimits& l) {
+  limits() = l;
+}
+ProbeLimits probe_limits() {
+  return limits();
+}
+
+/// Reads every object of a file the way qkv's loaders do: each group's members and attributes,
+/// each attribute's and each dataset's type, shape and values (those of the types qkv reads).
+/// Throws qkv::Error when HDF5 reports a failure.
+void Group::read_everything(std::set<uint64_t>& seen, uint64_t max_bytes) const {
+  const Impl& im = impl();
+  H5O_info_t oi;
+  if (H5Oget_info2(im.id, &oi, H5O_INFO_BASIC) < 0)
+    fail("{}: cannot read the header of {} ({})", *im.file, im.path, hdf5_detail());
+  if (!seen.insert(static_cast<uint64_t>(oi.addr)).second) return;  // a group linked twice
+  for (const std::string& a : attr_names()) {
+    Info info = attr_info(a);
+    if (info.dtype == DType::kString && info.numel() == 1) {
+      string_attr(a);
+    } else if (info.is_integer() || info.dtype == DType::kBool) {
+      if (info.rank() <= 1) ints_attr(a);
+    } else if (info.is_float() && info.rank() <= 1) {
+      floats_attr(a);
+    }
+  }
+  for (const std::string& m : members()) {
+    switch (kind(m)) {
+      case Kind::kGroup:
+        group(m).read_everything(seen, max_bytes);
+        break;
+      case Kind::kDataset: {
+        Info info = this->info(m);
+        // What qkv's own size check surely refuses unread (more elements than bytes of memory)
+        // is not read here either; everything else is, under this process's memory limit.
+        if (info.rank() > kMaxDims || static_cast<uint64_t>(info.numel()) > max_bytes) break;
+        if (info.dtype == DType::kFloat32) {
+          read<float>(m);
+        } else if (info.is_float()) {
+          read<double>(m, /*allow_cast=*/true);
+        } else if (info.dtype == DType::kString && info.rank() <= 1) {
+          read_strings(m);
+        } else if (info.dtype == DType::kBool) {
+          read_bool(m);
+        } else if (info.is_integer()) {
+          try {
+            read_u64(m);  // the raw values; read_index and read_bool read the same bytes
+          } catch (const Error& e) {
+            if (std::string(e.what()).find("expected unsigned") == std::string::npos) throw;
+          }
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+namespace {
+
+/// Opens and reads all of an unchecked file in a child process with a time and memory limit:
+/// HDF5 1.10 can crash or loop on a damaged file, and then it is the child that does. Throws
+/// one qkv::Error naming the file when the child crashed, ran out of time or memory, or found
+/// the file unreadable.
+void probe(const std::string& path, uint64_t file_size, const std::function<File()>& open) {
+  const ProbeLimits l = limits();
+  if (!l.enabled) return;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) fail("{}: cannot check the file ({})", path, errno_text(errno));
+  std::fflush(nullptr);
+  const uint64_t budget = l.memory_bytes + 4 * file_size;
+  const uint64_t parent_limit = memory_limit();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    fail("{}: cannot check the file ({})", path, errno_text(err));
+  }
+  if (pid == 0) {  // the child: read everything, report, and leave without running any cleanup
+    ::close(fds[0]);
+    int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+    }
+    if (!kAddressSanitizer) {  // ASan reserves terabytes of address space up front
+      pool::trim();  // the parent's cached and freed memory is not this process's to reuse
+      ::malloc_trim(0);
+      const uint64_t space = address_space();
+      rlimit r{space + budget, space + budget};
+      ::setrlimit(RLIMIT_AS, &r);
+    }
+    ::alarm(static_cast<unsigned>(std::ceil(l.seconds)) + 1);  // in case the parent is gone
+    std::string message;
+    try {
+      File f = open();
+      std::set<uint64_t> seen;
+      f.read_everything(seen, parent_limit);
+      f.close();
+    } catch (const std::bad_alloc&) {
+      message = fmt::format(
+          "{}: the file is damaged: reading it needs more than the {} MB of memory the check "
+          "allows",
+          path, budget >> 20);
+    } catch (const std::exception& e) {
+      message = e.what();
+      if (message.rfind(path + ": ", 0) != 0) message = path + ": the file is damaged: " + message;
+    } catch (...) {
+      message = path + ": the file is damaged (reading it failed)";
+    }
+    if (!message.empty() && ::write(fds[1], message.data(), message.size()) < 0) ::_exit(4);
+    ::_exit(message.empty() ? 0 : 3);
+  }
+  ::close(fds[1]);
+  std::string message;
+  bool timed_out = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(l.seconds);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(fds[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the child closed the pipe: it has finished
+    if (message.size() < 65536) message.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out)
+    fail("{}: the file is damaged: reading it took more than {:g} s (HDF5 did not finish)", path,
+         l.seconds);
+  if (WIFSIGNALED(status))
+    fail("{}: the file is damaged: reading it crashed the HDF5 library ({})", path,
+         strsignal(WTERMSIG(status)));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3 && !message.empty()) throw Error(message);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    fail("{}: the file is damaged: reading it failed (the checking process exited with status {})",
+         path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+}  // namespace
+
 // ---- File ---------------------------------------------------------------------------------------
 
-File::File(const std::string& path, int64_t fid, bool writable) : path_(path), fid_(fid) {
+File::File(const std::string& path, int64_t fid, int fd, uint64_t file_size)
+    : path_(path), fid_(fid), fd_(fd), unwinding_(std::uncaught_exceptions()) {
   auto root = std::make_shared<Impl>();
   root->file = std::make_shared<const std::string>(path);
   root->path = "/";
-  root->writable = writable;
+  root->writable = fd >= 0;
+  root->file_size = file_size;
   root->id = H5Gopen2(fid, "/", H5P_DEFAULT);
   if (root->id < 0) {
     std::string why = hdf5_detail();
     H5Fclose(fid);
     fid_ = -1;
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlink(path.c_str());
+    }
+    fd_ = -1;
     fail("{}: cannot open the root group ({})", path, why);
   }
   impl_ = std::move(root);
@@ -930,17 +1351,22 @@ File File::create(const std::string& path) {
     fail("{}: cannot create: folder {} does not exist", path, folder);
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
     fail("{}: cannot create: it is a folder", path);
+  // The file is built in memory and written by close() in one go: HDF5 never writes to the disk
+  // itself, so a full disk is one failed write() and leaves no HDF5 file half-open.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) fail("{}: cannot create ({})", path, errno_text(errno));
   Handle fcpl = plist_handle(H5Pcreate(H5P_FILE_CREATE));
   track_creation_order(fcpl.get());
-  Handle fapl = file_access_plist();
-  errno = 0;
-  hid_t fid = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
-  int err = errno;
+  H5Pset_userblock(fcpl.get(), kHeaderBytes);
+  Handle fapl = memory_access_plist();
+  hid_t fid = H5Fcreate(memory_name().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
   if (fid < 0) {
     std::string why = hdf5_detail();
-    fail("{}: cannot create ({})", path, err ? errno_text(err) : why);
+    ::close(fd);
+    ::unlink(path.c_str());
+    fail("{}: cannot create ({})", path, why);
   }
-  return File(path, fid, true);
+  return File(path, fid, fd, 0);
 }
 
 File File::open(const std::string& path) {
@@ -952,21 +1378,52 @@ File File::open(const std::string& path) {
   }
   if (S_ISDIR(st.st_mode)) fail("{}: is a folder, not an HDF5 file", path);
   if (::access(path.c_str(), R_OK) != 0) fail("{}: cannot open ({})", path, errno_text(errno));
+  const auto size = static_cast<uint64_t>(st.st_size);
+  std::vector<unsigned char> bytes = read_bytes(path, size, kHeaderBytes);
+  if (has_header(bytes)) {
+    if (size > memory_limit())
+      fail("{}: the file is {} GiB, more than this machine's memory", path, gib(size, 1));
+    bytes = read_bytes(path, size, SIZE_MAX);
+    if (!has_header(bytes)) fail("{}: the file changed while it was read", path);
+    verify(path, bytes);
+    hid_t fid;
+    {
+      Handle fapl = memory_access_plist();
+      H5Pset_file_image(fapl.get(), bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes);
+      fid = H5Fopen(memory_name().c_str(), H5F_ACC_RDONLY, fapl.get());
+    }
+    if (fid < 0) fail("{}: cannot open ({})", path, hdf5_detail());
+    return File(path, fid, -1, size);
+  }
+  if (has_damaged_header(bytes))
+    fail(
+        "{}: the file is damaged (its checksum header is damaged; restore it from a copy or use "
+        "another one)",
+        path);
+  // No qkv checksum (h5py's files, or older qkv's): the file is read in full by a child process
+  // first, and opened here only when that went well.
   htri_t is_h5 = H5Fis_hdf5(path.c_str());
   if (is_h5 <= 0) {
     H5Eclear2(H5E_DEFAULT);
     fail("{}: not an HDF5 file", path);
   }
-  Handle fapl = file_access_plist();
-  hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
-  if (fid < 0) fail("{}: cannot open: the file is damaged or truncated ({})", path, hdf5_detail());
-  return File(path, fid, false);
+  auto open_here = [&] {
+    Handle fapl = file_access_plist();
+    hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    if (fid < 0)
+      fail("{}: cannot open: the file is damaged or truncated ({})", path, hdf5_detail());
+    return File(path, fid, -1, size);
+  };
+  probe(path, size, open_here);
+  return open_here();
 }
 
 File::File(File&& other) noexcept
     : Group(std::move(other.impl_)),
       path_(std::move(other.path_)),
-      fid_(std::exchange(other.fid_, -1)) {}
+      fid_(std::exchange(other.fid_, -1)),
+      fd_(std::exchange(other.fd_, -1)),
+      unwinding_(other.unwinding_) {}
 
 File& File::operator=(File&& other) noexcept {
   if (this != &other) {
@@ -974,6 +1431,8 @@ File& File::operator=(File&& other) noexcept {
     impl_ = std::move(other.impl_);
     path_ = std::move(other.path_);
     fid_ = std::exchange(other.fid_, -1);
+    fd_ = std::exchange(other.fd_, -1);
+    unwinding_ = other.unwinding_;
   }
   return *this;
 }
@@ -990,15 +1449,50 @@ void File::flush() {
 void File::close() {
   if (fid_ < 0) return;
   impl_.reset();  // closes the root group (other copies are closed by H5F_CLOSE_STRONG)
-  herr_t r = H5Fclose(std::exchange(fid_, -1));
-  if (r < 0) fail("{}: cannot close ({})", path_, hdf5_detail());
+  const hid_t fid = std::exchange(fid_, -1);
+  if (fd_ < 0) {
+    if (H5Fclose(fid) < 0) fail("{}: cannot close ({})", path_, hdf5_detail());
+    return;
+  }
+  const int fd = std::exchange(fd_, -1);
+  // The image of the HDF5 file after the header's room, then the header, then one write.
+  std::string error;
+  std::vector<unsigned char> bytes;
+  ssize_t n = H5Fflush(fid, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(fid, nullptr, 0);
+  if (n >= 0) {
+    bytes.resize(kHeaderBytes + static_cast<size_t>(n));
+    if (H5Fget_file_image(fid, bytes.data() + kHeaderBytes, static_cast<size_t>(n)) != n) n = -1;
+  }
+  if (n < 0) error = hdf5_detail();
+  if (H5Fclose(fid) < 0 && error.empty()) error = hdf5_detail();
+  H5Eclear2(H5E_DEFAULT);
+  if (error.empty()) {
+    seal(bytes);
+    error = write_bytes(fd, bytes);
+  }
+  if (::close(fd) != 0 && error.empty()) error = errno_text(errno);
+  if (!error.empty()) {
+    ::unlink(path_.c_str());  // never leave half a file behind
+    fail("{}: cannot write ({})", path_, error);
+  }
 }
 
 void File::close_quietly() noexcept {
+  if (fid_ >= 0 && fd_ >= 0 && std::uncaught_exceptions() <= unwinding_) {
+    try {  // a file written without an explicit close(): written now, as close() would
+      close();
+    } catch (...) {
+    }
+    return;
+  }
   impl_.reset();
   if (fid_ >= 0) {
     H5Fclose(std::exchange(fid_, -1));
     H5Eclear2(H5E_DEFAULT);
+  }
+  if (fd_ >= 0) {  // abandoned while an exception was thrown: no half-written file is left
+    ::close(std::exchange(fd_, -1));
+    ::unlink(path_.c_str());
   }
 }
 

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,12 @@ class Group {
   /// A scalar or 1-D float or integer attribute, as float64.
   std::vector<double> floats_attr(const std::string& name) const;
 
+  /// Reads every member and attribute below this group (each group once, `seen` holds their
+  /// addresses) as qkv's loaders would, skipping datasets of more than max_bytes (which the
+  /// loaders refuse unread); throws on what HDF5 cannot read. The check of a file without a
+  /// checksum runs it in a child process.
+  void read_everything(std::set<uint64_t>& seen, uint64_t max_bytes) const;
+
  protected:
   struct Impl;
   Group() = default;
@@ -150,11 +157,32 @@ class Group {
   std::shared_ptr<Impl> impl_;
 };
 
+/// Bytes of the checksum header (an HDF5 user block) at the start of every file qkv writes.
+constexpr size_t kHeaderBytes = 512;
+
+/// The limits of the child process that reads a file without a qkv checksum before qkv opens it.
+struct ProbeLimits {
+  bool enabled = true;
+  double seconds = 10;  // wall-clock time for opening and reading it all
+  uint64_t memory_bytes = uint64_t{512}
+                          << 20;  // address space beyond its own start, + 4 × file size
+};
+void set_probe_limits(const ProbeLimits& limits);
+ProbeLimits probe_limits();
+
 /// An open HDF5 file; as a Group it is the root group "/". Closing the file (close() or the
 /// destructor) also closes every Group opened from it.
+///
+/// Files qkv writes carry a checksum of all their bytes in a 512-byte user block (h5py reads them
+/// as usual). open() verifies it before HDF5 sees a byte: "x.h5: checksum mismatch: the file is
+/// damaged …". A file without one (written by h5py) is first opened and read in full by a child
+/// process under ProbeLimits; a crash, hang or memory blow-up there is one qkv::Error naming the
+/// file, since HDF5 1.10 itself can crash or loop on damaged metadata.
 class File : public Group {
  public:
-  /// Creates (or truncates) a file for writing: "x/y.h5: cannot create (…)" on failure.
+  /// Creates (or truncates) a file for writing: "x/y.h5: cannot create (…)" on failure. The file
+  /// is built in memory and written, with its checksum, by close() (or by the destructor when no
+  /// exception is on its way; a file abandoned by an exception is removed).
   static File create(const std::string& path);
   /// Opens an existing file read-only: "x.h5: does not exist", "x.h5: not an HDF5 file", ….
   static File open(const std::string& path);
@@ -165,18 +193,21 @@ class File : public Group {
   File& operator=(const File&) = delete;
   ~File();
 
-  /// Writes every buffer of the file to the operating system (H5Fflush).
+  /// Flushes HDF5's buffers (H5Fflush); a file being written reaches the disk only at close().
   void flush();
-  /// Closes the file, throwing when HDF5 reports an error; afterwards the object is unusable.
+  /// Closes the file; a file being written is written out then ("x.h5: cannot write (No space
+  /// left on device)" removes it). Afterwards the object is unusable.
   void close();
   bool is_open() const { return fid_ >= 0; }
 
  private:
-  File(const std::string& path, int64_t fid, bool writable);
+  File(const std::string& path, int64_t fid, int fd, uint64_t file_size);
   void close_quietly() noexcept;
 
   std::string path_;
-  int64_t fid_ = -1;  // hid_t
+  int64_t fid_ = -1;   // hid_t
+  int fd_ = -1;        // the file being written (-1: opened for reading)
+  int unwinding_ = 0;  // std::uncaught_exceptions() when made
 };
 
 }  // namespace qkv::h5

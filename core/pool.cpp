@@ -6,12 +6,18 @@
 #include <new>
 #include <vector>
 
+#include "core/error.h"
+
 namespace qkv::pool {
 namespace {
 
 constexpr size_t kAlign = 64;
 constexpr int kBuckets = 48;
+static_assert(kMaxBytes == size_t{1} << (kBuckets - 1), "the largest block has the last bucket");
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
+/// The smallest b with 2^b >= bytes (at least 6: 64 bytes); callers keep bytes <= kMaxBytes, so
+/// b < kBuckets.
 int bucket_of(size_t bytes) {
   int b = 6;  // 64 bytes, the smallest block
   while ((size_t{1} << b) < bytes) ++b;
@@ -36,6 +42,10 @@ Cache& cache() {
 }  // namespace
 
 void* acquire(size_t bytes) {
+  if (bytes > kMaxBytes)
+    fail(
+        "cannot allocate a tensor of {} bytes ({:.0f} GiB): the most one tensor can take is {} GiB",
+        bytes, static_cast<double>(bytes) / kGiB, kMaxBytes >> 30);
   int b = bucket_of(bytes);
   Cache& c = cache();
   {
@@ -51,12 +61,18 @@ void* acquire(size_t bytes) {
     c.stats.system_allocs++;
   }
   void* p = std::aligned_alloc(kAlign, size_t{1} << b);
-  if (!p) throw std::bad_alloc();
+  if (!p)
+    fail("out of memory: cannot allocate a tensor of {:.2f} GiB",
+         static_cast<double>(bytes) / kGiB);
   return p;
 }
 
 void release(void* p, size_t bytes) noexcept {
   if (!p) return;
+  if (bytes > kMaxBytes) {  // never handed out by acquire
+    std::free(p);
+    return;
+  }
   int b = bucket_of(bytes);
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);

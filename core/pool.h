@@ -7,7 +7,11 @@
 
 namespace qkv::pool {
 
-/// A 64-byte-aligned block of at least `bytes` bytes; reuses a cached one when it can.
+/// The largest block the pool serves: 2^47 bytes (128 TiB), its last bucket.
+constexpr size_t kMaxBytes = size_t{1} << 47;
+
+/// A 64-byte-aligned block of at least `bytes` bytes; reuses a cached one when it can. Throws
+/// qkv::Error when bytes > kMaxBytes or the system has no memory for it (never std::bad_alloc).
 void* acquire(size_t bytes);
 /// Returns a block from acquire(bytes) to the cache.
 void release(void* p, size_t bytes) noexcept;

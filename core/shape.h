@@ -29,7 +29,10 @@ struct Shape {
   static Shape of(const int64_t* dims, int n) {
     QKV_CHECK(n >= 0 && n <= kMaxDims, "Shape: at most {} dimensions, got {}", kMaxDims, n);
     Shape s;
-    for (int i = 0; i < n; ++i) s.d[s.nd++] = dims[i];
+    for (int i = 0; i < n; ++i) {
+      QKV_CHECK(dims[i] >= 0, "Shape: negative dimension {}", dims[i]);
+      s.d[s.nd++] = dims[i];
+    }
     return s;
   }
 
@@ -43,16 +46,18 @@ struct Shape {
     QKV_CHECK(a >= 0 && a < nd, "axis {} is out of range for a shape of {} dimensions", i, nd);
     return a;
   }
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int i = 0; i < nd; ++i) n *= d[static_cast<size_t>(i)];
-    return n;
-  }
-  /// Product of the sizes of axes [from, to).
+  /// The number of elements; a qkv::Error when it does not fit in int64 (a shape read from a
+  /// damaged or hostile file, e.g. [2^46, 2^46]), never a wrapped-around count.
+  int64_t numel() const { return span(0, nd); }
+  /// Product of the sizes of axes [from, to), with the same overflow check.
   int64_t span(int from, int to) const {
     int64_t n = 1;
-    for (int i = from; i < to; ++i) n *= d[static_cast<size_t>(i)];
+    for (int i = from; i < to; ++i)
+      if (__builtin_mul_overflow(n, d[static_cast<size_t>(i)], &n)) overflow();
     return n;
+  }
+  [[noreturn]] void overflow() const {
+    fail("shape {} has more elements than a 64-bit count can hold", str());
   }
   bool operator==(const Shape& o) const {
     if (nd != o.nd) return false;

@@ -55,7 +55,11 @@ class Tensor {
   static Tensor empty(const Shape& shape) {
     Tensor t;
     t.shape_ = shape;
-    size_t bytes = sizeof(Header) + static_cast<size_t>(shape.numel()) * sizeof(T);
+    // numel() checks its own overflow; the byte count (at most 2^63 · 8) is checked here.
+    size_t bytes = 0;
+    if (__builtin_mul_overflow(static_cast<size_t>(shape.numel()), sizeof(T), &bytes) ||
+        __builtin_add_overflow(bytes, sizeof(Header), &bytes))
+      fail("a tensor of shape {} needs more bytes than a 64-bit count can hold", shape);
     void* p = pool::acquire(bytes);
     t.header_ = new (p) Header{{1}, bytes};
     return t;

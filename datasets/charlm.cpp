@@ -4,8 +4,6 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <set>
-#include <sstream>
 
 #include <fmt/core.h>
 
@@ -19,13 +17,98 @@ namespace {
 
 const char* const kDefaultProbe = "The animal didn't cross the street because it was too";
 
+/// The whole file in one string of its size (a regular file only: not a FIFO or /dev/zero).
 std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  QKV_CHECK(std::filesystem::exists(status), "charlm: cannot open text file '{}' (does it exist?)",
+            path);
+  QKV_CHECK(std::filesystem::is_regular_file(status),
+            "charlm: '{}' is not a regular file; --data takes a UTF-8 text file", path);
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  QKV_CHECK(!ec, "charlm: cannot read '{}' ({})", path, ec.message());
   std::ifstream in(path, std::ios::binary);
-  QKV_CHECK(in.good(), "charlm: cannot open text file '{}' (does it exist?)", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  QKV_CHECK(!in.bad(), "charlm: error reading '{}'", path);
-  return ss.str();
+  QKV_CHECK(in.good(), "charlm: cannot open text file '{}'", path);
+  std::string text(static_cast<size_t>(size), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  QKV_CHECK(static_cast<uintmax_t>(in.gcount()) == size, "charlm: error reading '{}'", path);
+  return text;
+}
+
+/// The text as ids into a character vocabulary, in one pass over the bytes and without a string
+/// per character: 4 bytes per character plus a table over all code points (4.4 MB).
+struct Encoded {
+  std::vector<std::string> chars;  // the distinct characters, in code-point order
+  std::vector<int32_t> ids;        // id of each character: 1 + its index in chars (0 = <pad>)
+};
+
+Encoded encode_text(const std::string& text, const std::string& name, int64_t max_vocab) {
+  constexpr uint32_t kCodePoints = 0x110000;
+  std::vector<int32_t> id_of(kCodePoints, 0);
+  int64_t n_chars = 0, distinct = 0;
+  auto code_point = [&](size_t i, size_t n) {
+    const auto b = [&](size_t k) {
+      return static_cast<uint32_t>(static_cast<unsigned char>(text[k]));
+    };
+    if (n == 1) return b(i);
+    if (n == 2) return ((b(i) & 0x1F) << 6) | (b(i + 1) & 0x3F);
+    if (n == 3) return ((b(i) & 0x0F) << 12) | ((b(i + 1) & 0x3F) << 6) | (b(i + 2) & 0x3F);
+    return ((b(i) & 0x07) << 18) | ((b(i + 1) & 0x3F) << 12) | ((b(i + 2) & 0x3F) << 6) |
+           (b(i + 3) & 0x3F);
+  };
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = utf8_sequence_length(text, i);
+    if (n == 0)
+      fail("charlm: {} is not valid UTF-8 text: invalid UTF-8 at byte {} (byte 0x{:02X})", name, i,
+           static_cast<unsigned>(static_cast<unsigned char>(text[i])));
+    int32_t& seen = id_of[code_point(i, n)];
+    if (!seen) {
+      seen = 1;
+      ++distinct;
+    }
+    ++n_chars;
+    i += n;
+  }
+  // A vocabulary of V characters costs V·d_model floats in the embedding (tied with the output
+  // layer) and, far more, B·T·V floats of logits per step, several times over with gradients.
+  if (distinct > max_vocab)
+    fail(
+        "charlm: {} has {} distinct characters, more than max_vocab = {}; at the default model "
+        "that vocabulary costs {:.1f} MB of logits per training batch (32 × 64 positions) and "
+        "{:.1f} MB per checkpoint for the embedding alone. Clean the text, or pass the task "
+        "option max_vocab (up to {}) to accept it",
+        name, distinct, max_vocab, 32.0 * 64.0 * static_cast<double>(distinct + 1) * 4 / 1e6,
+        static_cast<double>(distinct + 1) * 128 * 4 * 3 / 1e6, kCodePoints);
+  Encoded e;
+  e.chars.reserve(static_cast<size_t>(distinct));
+  for (uint32_t cp = 0; cp < kCodePoints; ++cp) {
+    if (!id_of[cp]) continue;
+    std::string c;
+    if (cp < 0x80) {
+      c += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      c += static_cast<char>(0xC0 | (cp >> 6));
+      c += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      c += static_cast<char>(0xE0 | (cp >> 12));
+      c += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      c += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      c += static_cast<char>(0xF0 | (cp >> 18));
+      c += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      c += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      c += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    e.chars.push_back(std::move(c));
+    id_of[cp] = static_cast<int32_t>(e.chars.size());  // after <pad> = 0
+  }
+  e.ids.reserve(static_cast<size_t>(n_chars));
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = utf8_sequence_length(text, i);
+    e.ids.push_back(id_of[code_point(i, n)]);
+    i += n;
+  }
+  return e;
 }
 
 }  // namespace
@@ -56,22 +139,21 @@ CharLMTask::CharLMTask(const nlohmann::json& j) {
   const uint64_t seed = o.seed();
   const std::string path = o.string("data", "");
   w_.block = o.integer("block_size", 64, 1, 65536);
+  const int64_t max_vocab = o.integer("max_vocab", kCharLMMaxVocab, 1, 0x110000);
   o.finish();
   options_ = o.resolved();
 
-  const std::string text = path.empty() ? charlm_default_corpus(seed) : read_text_file(path);
+  Encoded e;
   const std::string name = path.empty() ? "the default corpus" : "'" + path + "'";
-  QKV_CHECK(!text.empty(), "charlm: text file {} is empty", name);
-  std::vector<std::string> chars;
-  try {
-    chars = char_tokenize(text);
-  } catch (const Error& e) {
-    fail("charlm: {} is not valid UTF-8 text: {}", name, e.what());
-  }
-  std::set<std::string> distinct(chars.begin(), chars.end());
-  // Code-point order: for valid UTF-8, byte order of the encodings is code-point order.
-  vocab_ = Vocab::build({}, {distinct.begin(), distinct.end()}, Level::kChar);
-  w_.ids = vocab_.ids(chars);
+  {
+    const std::string text = path.empty() ? charlm_default_corpus(seed) : read_text_file(path);
+    QKV_CHECK(!text.empty(), "charlm: text file {} is empty", name);
+    e = encode_text(text, name, max_vocab);
+  }  // the text itself is freed here: the task keeps 4 bytes per character
+  std::vector<std::string> tokens{Vocab::kPad};
+  tokens.insert(tokens.end(), e.chars.begin(), e.chars.end());
+  vocab_ = Vocab(std::move(tokens), Level::kChar);
+  w_.ids = std::move(e.ids);
 
   const auto n = static_cast<int64_t>(w_.ids.size());
   const int64_t cuts[4] = {0, n * 90 / 100, n * 95 / 100, n};
@@ -109,6 +191,7 @@ std::unique_ptr<CharLMTask> CharLMTask::from_vocabulary(const nlohmann::json& op
   o.seed();
   o.string("data", "");
   t->w_.block = o.integer("block_size", 64, 1, 65536);
+  o.integer("max_vocab", kCharLMMaxVocab, 1, 0x110000);
   o.finish();
   t->options_ = o.resolved();
   t->vocab_ = Vocab(tokens, Level::kChar);
@@ -134,7 +217,9 @@ int64_t CharLMTask::chunk_length(Split split) const {
 }
 
 int64_t CharLMTask::size(Split split) const {
-  return w_.size(split);
+  // Val and test are capped, so that evaluating a large text stays short.
+  return split == Split::kTrain ? w_.size(split)
+                                : std::min<int64_t>(w_.size(split), kCharLMEvalWindows);
 }
 
 Batch CharLMTask::batch(Split split, const std::vector<int64_t>& indices) const {

@@ -3,7 +3,10 @@
 // text is split into contiguous chunks: the first 90% of its characters are train, the next 5%
 // val, the last 5% test. Examples are windows of block_size characters (token_windows.h).
 // Options: seed (0; picks the default corpus), data (a text file; default: a generated corpus of
-// sentences from the pronoun templates), block_size (64).
+// sentences from the pronoun templates), block_size (64), max_vocab (4096: a text with more
+// distinct characters is refused with what its vocabulary would cost).
+// Memory: the text is read once and kept as 4-byte ids, one per character (about 4× a mostly
+// ASCII file); val and test hold at most kCharLMEvalWindows windows (the first ones).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +22,12 @@ namespace qkv {
 /// The default corpus: the pronoun task's sentences, capitalised, with a period, in a seeded
 /// random order, about ten to a line.
 std::string charlm_default_corpus(uint64_t seed);
+
+/// The default limit on distinct characters (the task option max_vocab).
+constexpr int64_t kCharLMMaxVocab = 4096;
+/// The most val (and test) windows: an evaluation reads at most the first 2048 · block_size
+/// characters of its chunk, whatever the size of the text.
+constexpr int64_t kCharLMEvalWindows = 2048;
 
 class CharLMTask : public Task {
  public:

@@ -2,8 +2,11 @@
 // thrown qkv::Error, and counting occurrences in a text.
 #pragma once
 
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -39,6 +42,32 @@ inline const std::string& temp_folder() {
 inline std::string temp_path(const std::string& name) {
   return temp_folder() + name;
 }
+
+/// A small tmpfs (a disk that fills up) mounted at a new folder `name` in temp_folder() for the
+/// life of the object. error() says why it could not be mounted (not root, no permission), ""
+/// when it is: a test skips with GTEST_SKIP() << mount.error().
+class Tmpfs {
+ public:
+  Tmpfs(const std::string& name, const std::string& size) : dir_(temp_path(name)) {
+    if (::geteuid() != 0) {
+      error_ = "mounting a small tmpfs needs root";
+      return;
+    }
+    std::filesystem::create_directories(dir_);
+    if (::mount("tmpfs", dir_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) != 0)
+      error_ = std::string("cannot mount a tmpfs here (") + std::strerror(errno) + ")";
+  }
+  ~Tmpfs() {
+    if (error_.empty()) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  Tmpfs(const Tmpfs&) = delete;
+  Tmpfs& operator=(const Tmpfs&) = delete;
+  const std::string& dir() const { return dir_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string dir_, error_;
+};
 
 /// Runs f and returns the qkv::Error text it throws, or "(no error)".
 template <typename F>

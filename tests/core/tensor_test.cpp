@@ -3,6 +3,7 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "test_files.h"
 
 namespace qkv {
 namespace {
@@ -47,6 +48,39 @@ TEST(Pool, SteadyStateReusesBuffers) {
   const auto after = pool::stats();
   EXPECT_EQ(after.system_allocs, before.system_allocs);
   EXPECT_GE(after.reuses, before.reuses + 100);
+}
+
+TEST(Shape, ElementCountsThatOverflowInt64AreErrorsNotWrappedNumbers) {
+  const int64_t big = int64_t{1} << 40;
+  EXPECT_EQ((Shape{big, 1 << 20}).numel(), int64_t{1} << 60);
+  EXPECT_EQ(test::error_of([] {
+              (void)(Shape{int64_t{1} << 40, int64_t{1} << 30}).numel();
+            }),
+            "shape [1099511627776, 1073741824] has more elements than a 64-bit count can hold");
+  EXPECT_THROW((void)(Shape{int64_t{1} << 62, 2, 2}).span(0, 3), Error);
+}
+
+TEST(Tensor, AShapeTooLargeForMemoryIsAnErrorBeforeAnyAllocation) {
+  // 2^46 floats: the element count fits, the 256 TiB do not (the pool's last bucket is 128 TiB).
+  EXPECT_EQ(test::error_of([] { Tensor<float>::empty(Shape{int64_t{1} << 46}); }),
+            "cannot allocate a tensor of 281474976710720 bytes (262144 GiB): the most one tensor "
+            "can take is 131072 GiB");
+  // 2^62 doubles: the byte count itself overflows.
+  EXPECT_EQ(
+      test::error_of([] { Tensor<double>::empty(Shape{int64_t{1} << 62}); }),
+      "a tensor of shape [4611686018427387904] needs more bytes than a 64-bit count can hold");
+}
+
+TEST(Pool, RefusesWhatItCannotServeWithAnError) {
+  EXPECT_THROW(pool::acquire(pool::kMaxBytes + 1), Error);
+  EXPECT_THROW(pool::acquire(SIZE_MAX), Error);
+  // The largest size it serves is still a valid bucket (the system may or may not have it).
+  try {
+    void* p = pool::acquire(size_t{1} << 20);
+    pool::release(p, size_t{1} << 20);
+  } catch (const Error&) {
+    ADD_FAILURE() << "a 1 MiB block was refused";
+  }
 }
 
 TEST(Rng, SameSeedSameStreamAndStateRestores) {

@@ -171,6 +171,24 @@ TEST(BatchIoErrors, TokensNotTwoDimensionalOrFloat) {
             path + ": dataset /tokens has dtype float32; expected int32");
 }
 
+TEST(BatchIoErrors, AHugeDeclaredShapeIsRefusedBeforeAllocating) {
+  // What h5py writes for f.create_dataset("tokens", shape=(2**40, 2), dtype="i4"): a few KB.
+  std::string path = temp_path("huge_tokens.h5");
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hsize_t dims[2] = {hsize_t{1} << 40, 2};
+  hid_t s = H5Screate_simple(2, dims, nullptr);
+  H5Dclose(H5Dcreate2(f, "tokens", H5T_STD_I32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  H5Dclose(H5Dcreate2(f, "targets", H5T_STD_I32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  H5Sclose(s);
+  H5Fclose(f);
+  const std::string msg = error_of([&] { read_batch(path, decoder_spec()); });
+  EXPECT_EQ(msg.rfind(path + ": dataset /tokens of shape [1099511627776, 2] needs 8192 GiB; this "
+                             "machine has ",
+                      0),
+            0u)
+      << msg;
+}
+
 TEST(BatchIoErrors, SequenceLongerThanMaxLen) {
   BatchSpec spec = decoder_spec();
   spec.max_len = 2;

@@ -92,6 +92,44 @@ TEST(CharLM, UserFileSplitsIntoContiguousChunks) {
   EXPECT_EQ(p.targets.data, std::vector<int32_t>(5, -1));
 }
 
+TEST(CharLM, VocabulariesAboveTheLimitAreRefusedWithTheirCost) {
+  // 60 distinct characters (Cyrillic and ASCII), 40 copies each: long enough for block_size 4.
+  std::string text;
+  for (int copy = 0; copy < 40; ++copy)
+    for (int i = 0; i < 30; ++i) text += std::string("\xD0") + static_cast<char>(0x90 + i) + "a";
+  for (int i = 0; i < 29; ++i) text += static_cast<char>('b' + i % 25);
+  const std::string path = temp_file("wide.txt", text);
+  CharLMTask ok(nlohmann::json{{"data", path}, {"block_size", 4}});
+  EXPECT_EQ(ok.vocab().size(), 1 + 30 + 26);  // <pad>, Cyrillic, a-z
+  EXPECT_EQ(ok.options()["max_vocab"], kCharLMMaxVocab);
+  const std::string msg = error_of([&] {
+    CharLMTask(nlohmann::json{{"data", path}, {"block_size", 4}, {"max_vocab", 40}});
+  });
+  EXPECT_EQ(msg.rfind("charlm: '" + path +
+                          "' has 56 distinct characters, more than max_vocab = 40; at the default "
+                          "model that vocabulary costs 0.5 MB of logits per training batch",
+                      0),
+            0u)
+      << msg;
+  EXPECT_NE(msg.find("pass the task option max_vocab"), std::string::npos) << msg;
+}
+
+TEST(CharLM, IdsFollowCodePointOrderWithoutAStringPerCharacter) {
+  const std::string path = temp_file("order.txt", std::string(2000, 'z') + "é€a😀");
+  CharLMTask t(nlohmann::json{{"data", path}, {"block_size", 8}});
+  EXPECT_EQ(t.vocab().tokens(), (std::vector<std::string>{"<pad>", "a", "z", "é", "€", "😀"}));
+  EXPECT_EQ(
+      t.chunk_length(Split::kTrain) + t.chunk_length(Split::kVal) + t.chunk_length(Split::kTest),
+      2004);
+}
+
+TEST(CharLM, ADataPathThatIsNotARegularFileIsRefused) {
+  EXPECT_EQ(error_of([] {
+              CharLMTask(nlohmann::json{{"data", "/dev/zero"}});
+            }),
+            "charlm: '/dev/zero' is not a regular file; --data takes a UTF-8 text file");
+}
+
 TEST(CharLM, BadFilesNameThePath) {
   EXPECT_EQ(error_of([] {
               CharLMTask(nlohmann::json{{"data", "/nonexistent/corpus.txt"}});

@@ -287,6 +287,30 @@ TEST(Checkpoint, FailureToCreateTheTemporaryFileKeepsThePreviousFile) {
   ::rmdir((path + ".tmp").c_str());
 }
 
+TEST(Checkpoint, AFullDiskFailsCleanlyAndKeepsThePreviousCheckpoint) {
+  const test::Tmpfs disk("full_disk", "64k");
+  if (!disk.error().empty()) GTEST_SKIP() << disk.error();
+  const std::string& dir = disk.dir();
+  const std::string small = dir + "/small.h5", big = dir + "/big.h5";
+  save_checkpoint(small, sample());
+  const std::string before = file_bytes(small);
+  Checkpoint huge = sample();
+  Rng rng(5);
+  huge.params.emplace_back("pad.weight", randn({128, 256}, rng));  // 128 KiB: cannot fit
+  EXPECT_EQ(error_of([&] { save_checkpoint(big, huge); }),
+            "cannot save checkpoint " + big + ": " + big +
+                ".tmp: cannot write (No space left on device)");
+  EXPECT_FALSE(file_exists(big + ".tmp"));
+  EXPECT_FALSE(file_exists(big));
+  EXPECT_EQ(file_bytes(small), before);
+  expect_same(load_checkpoint(small), sample());
+  // The file system has room again: the same save now works.
+  ::unlink(small.c_str());
+  huge.params.back().second = randn({64, 128}, rng);
+  save_checkpoint(big, huge);
+  EXPECT_EQ(load_checkpoint(big).params.size(), huge.params.size());
+}
+
 TEST(Checkpoint, OptimizerStateRoundTripsIntoAnOptimizer) {
   for (const char* type : {"adamw", "sgd"}) {
     Rng rng(5);
@@ -500,6 +524,14 @@ TEST(CheckpointLoad, NestedGroupsInModelAreNotParameters) {
     H5Gclose(g);
     H5Fclose(f);
   }
+  // Edited behind qkv's back, the file no longer matches its checksum: exactly what it is for.
+  EXPECT_EQ(load_error(path).rfind(path + ": the file is damaged: it is ", 0), 0u);
+  // With the checksum header blanked out (as an outside tool's file has none), the file is
+  // checked by reading it in a child process and then loads as far as its real problem.
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.write(std::string(h5::kHeaderBytes, '\0').data(), h5::kHeaderBytes);
+  }
   EXPECT_EQ(load_error(path),
             path +
                 ": /model/blocks is not a dataset; parameters are datasets named with dots "
@@ -604,6 +636,7 @@ TEST(CheckpointH5py, H5pyReadsWhatQkvWrites) {
 import json, sys
 import h5py, numpy as np
 with h5py.File(sys.argv[1], "r") as f:
+    assert f.userblock_size == 512, f.userblock_size  # qkv's checksum header
     assert f.attrs["format"] == "qkv-checkpoint", f.attrs["format"]
     assert f.attrs["format_version"] == 1
     assert json.loads(f["config"].attrs["model"])["arch"] == "decoder"
