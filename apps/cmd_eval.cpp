@@ -58,8 +58,8 @@ void add_eval(CLI::App& app) {
     TrainedModel l = load_trained(a->checkpoint);
     const ModelConfig& cfg = l.model->config();
     Task& task = *l.task;
-    fmt::print("{}: task {}, {}, {} parameters, step {}\n", a->checkpoint, task.name(),
-               l.model->describe(), l.model->num_parameters(), l.ckpt.train.step);
+    fmt::print("{}: task {}, {}, step {}\n", a->checkpoint, task.name(), l.model->describe(),
+               l.ckpt.train.step);
 
     std::vector<std::string> names = a->splits;
     if (names.empty()) names = {"val", "test"};

@@ -64,17 +64,28 @@ std::string flag_value(const nlohmann::json& v) {
 /// The help footer: every task's defaults, as the flags that override them, wrapped at 100
 /// columns.
 std::string task_defaults(const std::vector<Flag>& flags) {
-  std::string out = "Each task's defaults (a --config file overrides them; flags override the file):\n";
-  for (const std::string& name : known_tasks()) {
-    std::unique_ptr<Task> task;
-    try {
-      task = make_task(name);
-    } catch (const Error& e) {
-      out += fmt::format("  {:<9}(its defaults are unavailable: {})\n", name, e.what());
-      continue;
+  std::string out =
+      "Each task's defaults (a --config file overrides them; flags override the file):\n";
+  for (const TaskInfo& info : registered_tasks()) {
+    const std::string& name = info.name;
+    nlohmann::json parts[3];         // task options, model, train
+    if (!info.describe.is_null()) {  // a task that needs its data file to say more
+      parts[0] = info.describe.value("options", nlohmann::json::object());
+      parts[1] = info.describe.value("model", nlohmann::json::object());
+      parts[2] = nlohmann::json::object();
+    } else {
+      std::unique_ptr<Task> task;
+      try {
+        task = make_task(name);
+      } catch (const Error& e) {
+        out += fmt::format("  {:<9}(its defaults are unavailable: {})\n", name, e.what());
+        continue;
+      }
+      parts[0] = task->options();
+      parts[1] = task->default_model_config();
+      parts[2] = task->default_train_config();
     }
-    const nlohmann::json parts[] = {task->options(), task->default_model_config(),
-                                    task->default_train_config()};
+    if (parts[0].contains("data") && parts[0]["data"].is_null()) parts[0]["data"] = "FILE";
     std::string line = fmt::format("  {:<9}", name);
     for (const Flag& f : flags) {
       const std::string section = f.section;
@@ -98,9 +109,14 @@ std::string task_defaults(const std::vector<Flag>& flags) {
 /// Names of the tasks that read a --data file (their options have "data").
 std::vector<std::string> tasks_reading_data() {
   std::vector<std::string> out;
-  for (const std::string& name : known_tasks()) {
+  for (const TaskInfo& info : registered_tasks()) {
+    if (!info.describe.is_null()) {
+      if (info.describe.value("options", nlohmann::json::object()).contains("data"))
+        out.push_back(info.name);
+      continue;
+    }
     try {
-      if (make_task(name)->options().contains("data")) out.push_back(name);
+      if (make_task(info.name)->options().contains("data")) out.push_back(info.name);
     } catch (const Error&) {
     }
   }
@@ -122,7 +138,8 @@ RunConfig resolve_or_explain(const TrainArgs& a, const nlohmann::json& file,
       const std::vector<std::string> readers = tasks_reading_data();
       if (std::find(readers.begin(), readers.end(), name) == readers.end()) {
         std::string list;
-        for (const std::string& r : readers) list += (list.empty() ? "" : " and ") + r;
+        for (size_t i = 0; i < readers.size(); ++i)
+          list += (i == 0 ? "" : i + 1 == readers.size() ? " and " : ", ") + readers[i];
         fail("--data: task '{}' reads no data file; only {} take --data", name, list);
       }
     }

@@ -43,8 +43,11 @@ class BatchModel : public Module<T> {
   virtual ForwardResult<T> forward(const Batch& batch, bool keep_attention = false) = 0;
   /// The model's configuration, stored as a checkpoint's /config 'model' (JSON object).
   virtual nlohmann::json config_json() const = 0;
-  /// One line for progress output: "encoder (d_model 64, n_heads 4, n_layers 2)".
-  virtual std::string describe() const { return "model"; }
+  /// What the model is, for progress output: "encoder (d_model 64, n_heads 4, n_layers 2,
+  /// 104066 parameters)".
+  virtual std::string describe() const {
+    return "a model of " + std::to_string(this->num_parameters()) + " parameters";
+  }
   /// Named random generators (dropout, …) whose states an exact resume restores.
   virtual std::vector<std::pair<std::string, Rng::State>> rng_states() const { return {}; }
   /// Restores a generator named by rng_states(); unknown names are ignored.

@@ -50,8 +50,8 @@ const Tensor<T>& ForwardResult<T>::attention_map(const std::string& path) const 
 
 template <typename T>
 std::string Model<T>::describe() const {
-  return fmt::format("{} (d_model {}, n_heads {}, n_layers {})", config_.arch, config_.d_model,
-                     config_.n_heads, config_.n_layers);
+  return fmt::format("{} (d_model {}, n_heads {}, n_layers {}, {} parameters)", config_.arch,
+                     config_.d_model, config_.n_heads, config_.n_layers, this->num_parameters());
 }
 
 template <typename T>

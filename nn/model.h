@@ -38,7 +38,7 @@ class Model : public BatchModel<T> {
   ForwardResult<T> forward(const Batch& batch, bool keep_attention = false) override;
   /// config().to_json().
   nlohmann::json config_json() const override { return config_.to_json(); }
-  /// "encoder (d_model 64, n_heads 4, n_layers 2)".
+  /// "encoder (d_model 64, n_heads 4, n_layers 2, 104066 parameters)".
   std::string describe() const override;
   /// {"dropout": state}.
   std::vector<std::pair<std::string, Rng::State>> rng_states() const override {

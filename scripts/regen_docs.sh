@@ -17,16 +17,20 @@ if [ ! -x "$qkv" ]; then
   exit 2
 fi
 
-# train TASK: runs/TASK/ and its log runs/TASK.log (one line per evaluation).
+# train TASK [RUN [FLAGS…]]: runs/RUN/ (default: TASK) and its log runs/RUN.log (one line per
+# evaluation).
 train() {
-  local task=$1
-  if [ "$reuse" = 1 ] && [ -f "runs/$task/best.h5" ] && [ -f "runs/$task.log" ]; then return; fi
+  local task=$1 run=${2:-$1}
+  shift; [ $# -gt 0 ] && shift
+  if [ "$reuse" = 1 ] && [ -f "runs/$run/best.h5" ] && [ -f "runs/$run.log" ]; then return; fi
   mkdir -p runs
-  echo "training $task …"
-  "$qkv" train --task "$task" --out "runs/$task" --force --progress lines 2>&1 | tee "runs/$task.log" | tail -n 2
+  echo "training $run …"
+  "$qkv" train --task "$task" --out "runs/$run" --force --progress lines "$@" 2>&1 |
+    tee "runs/$run.log" | tail -n 2
 }
 train pronoun
 train numbers
 train charlm
+train classify sentiment --data examples/data/sentiment.jsonl
 
 /usr/bin/python3 scripts/doc_outputs.py write --qkv "$qkv"

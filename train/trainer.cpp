@@ -13,10 +13,10 @@
 #include "autograd/var.h"
 #include "core/error.h"
 #include "nn/model.h"
-#include "train/clip.h"
-#include "train/load.h"
 #include "plot/plot.h"
 #include "train/charts.h"
+#include "train/clip.h"
+#include "train/load.h"
 
 namespace qkv {
 
@@ -493,10 +493,9 @@ TrainResult Trainer::run() {
   std::unique_ptr<MetricsWriter> metrics;
   if (!opt_.out_dir.empty()) metrics = std::make_unique<MetricsWriter>(path("metrics.jsonl"));
 
-  display.line(fmt::format("{} {}: {}, {} parameters, {} steps{} × batch {}, {} lr {:g} {}{}",
+  display.line(fmt::format("{} {}: {}, {} steps{} × batch {}, {} lr {:g} {}{}",
                            resumed_ ? "resuming" : "training", task_->name(), model_->describe(),
-                           model_->num_parameters(), t.steps,
-                           resumed_ ? fmt::format(" (from {})", step_) : "", t.batch_size,
+                           t.steps, resumed_ ? fmt::format(" (from {})", step_) : "", t.batch_size,
                            t.optimizer, t.lr, t.schedule,
                            opt_.out_dir.empty() ? "" : ", out " + opt_.out_dir));
 

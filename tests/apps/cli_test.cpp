@@ -70,7 +70,7 @@ TEST(CliSuggestions, AMistypedCommandOrFlagGetsTheClosestName) {
   // Nothing close: the commands are listed.
   r = run_qkv({"frobnicate"}, temp_folder());
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("unknown command 'frobnicate'; the commands are: train, eval"),
+  EXPECT_NE(r.err.find("unknown command 'frobnicate'; the commands are: tasks, train, eval"),
             std::string::npos)
       << r.err;
   // A negative number is a value, not a flag.
@@ -89,9 +89,9 @@ TEST(CliTrainHelp, ShowsEveryTasksDefaults) {
   const test::RunResult r = run_qkv({"train", "--help"}, temp_folder());
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string footer = r.out.substr(r.out.find("Each task's defaults"));
-  for (const std::string& name : known_tasks()) {
+  for (const TaskInfo& info : registered_tasks()) {
+    const std::string& name = info.name;
     SCOPED_TRACE(name);
-    const std::unique_ptr<Task> task = make_task(name);
     // The task's block: its line and the indented lines under it.
     const size_t at = footer.find("\n  " + name + " ");
     ASSERT_NE(at, std::string::npos) << footer;
@@ -101,6 +101,13 @@ TEST(CliTrainHelp, ShowsEveryTasksDefaults) {
         block.resize(e);
         break;
       }
+    if (!info.describe.is_null()) {  // a data-file task: its model and the file it needs
+      const nlohmann::json& model = info.describe.at("model");
+      EXPECT_NE(block.find("--data FILE"), std::string::npos) << block;
+      EXPECT_NE(block.find("--d-model " + model.at("d_model").dump()), std::string::npos) << block;
+      continue;
+    }
+    const std::unique_ptr<Task> task = make_task(name);
     const nlohmann::json train = task->default_train_config();
     const nlohmann::json model = task->default_model_config();
     EXPECT_NE(block.find("--steps " + train.at("steps").dump()), std::string::npos) << block;
@@ -116,8 +123,8 @@ TEST(CliTrainConfig, DataGivenToATaskWithoutDataNamesTheTasksThatTakeIt) {
   const test::RunResult r = run_qkv({"train", "--task", "copy", "--data", text}, temp_folder());
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err,
-            "qkv: --data: task 'copy' reads no data file; only charlm and pronoun take "
-            "--data\n");
+            "qkv: --data: task 'copy' reads no data file; only charlm, classify, lm, pronoun and "
+            "seq2seq take --data\n");
 }
 
 TEST(CliTrainConfig, ErrorsInTheConfigFileNameIt) {

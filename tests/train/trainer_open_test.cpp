@@ -157,7 +157,7 @@ class TinyReader : public BatchModel<float> {
     return r;
   }
   json config_json() const override { return {{"arch", "tiny_reader"}, {"d_model", 16}}; }
-  std::string describe() const override { return "tiny_reader (d_model 16, 1 head)"; }
+  std::string describe() const override { return "tiny_reader (d_model 16, 1 head)"; }  // own
 
  private:
   Embedding<float>* emb_;
