@@ -19,6 +19,7 @@ echo "installed qkv into $work/prefix"
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 for dir in examples/*/; do
+  [ -f "$dir/CMakeLists.txt" ] || continue  # examples/data holds data files, not a program
   name=$(basename "$dir")
   echo "== examples/$name"
   cmake -S "$dir" -B "$work/$name" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release \
