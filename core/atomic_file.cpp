@@ -58,14 +58,18 @@ void replace_file_atomic(const std::string& path,
     const std::string folder = folder_of(path);
     if (::stat(folder.c_str(), &st) != 0) fail("its folder {} does not exist", folder);
     write(tmp);
-    fsync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      fail("cannot rename {} to {} ({})", tmp, path, std::strerror(errno));
-    fsync_path(folder, true);
+    commit_file_atomic(tmp, path);
   } catch (const std::exception& e) {
     std::remove(tmp.c_str());
     fail("cannot write {}: {}", path, e.what());
   }
+}
+
+void commit_file_atomic(const std::string& tmp, const std::string& path) {
+  fsync_path(tmp, false);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    fail("cannot rename {} to {} ({})", tmp, path, std::strerror(errno));
+  fsync_path(folder_of(path), true);
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

@@ -19,4 +19,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 void replace_file_atomic(const std::string& path,
                          const std::function<void(const std::string& tmp_path)>& write);
 
+/// The last step of both: fsyncs the written `tmp`, renames it over `path` and fsyncs the folder.
+/// Throws qkv::Error "cannot rename TMP to PATH (why)" (or "cannot sync …"); `tmp` stays for
+/// the caller to remove.
+void commit_file_atomic(const std::string& tmp, const std::string& path);
+
 }  // namespace qkv

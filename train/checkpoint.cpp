@@ -11,6 +11,7 @@
 #include <cstring>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/h5.h"
 #include "core/version.h"
@@ -162,16 +163,6 @@ void write_file(h5::File& f, const Checkpoint& c, const Texts& text) {
 
   if (!c.vocab.empty()) f.write_strings("vocab", c.vocab);
   if (!c.src_vocab.empty()) f.write_strings("src_vocab", c.src_vocab);
-}
-
-void fsync_path(const std::string& path, bool folder) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (folder ? O_DIRECTORY : 0));
-  if (fd < 0) fail("cannot open {} to sync it ({})", path, std::strerror(errno));
-  int r = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  // Some file systems cannot sync a folder (EINVAL); the rename is then as durable as they allow.
-  if (r != 0 && !(folder && err == EINVAL)) fail("cannot sync {} ({})", path, std::strerror(err));
 }
 
 // ---- loading --------------------------------------------------------------------------------
@@ -431,10 +422,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
       f.flush();
       f.close();
     }
-    fsync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      fail("cannot rename {} to {} ({})", tmp, path, std::strerror(errno));
-    fsync_path(folder, true);
+    commit_file_atomic(tmp, path);  // fsync, rename over path, fsync the folder
   } catch (const std::exception& e) {
     std::remove(tmp.c_str());
     fail("cannot save checkpoint {}: {}", path, e.what());
