@@ -2,6 +2,8 @@
 // splits, and whatever the task's probes report (for the pronoun task: how much each head's
 // pronoun row attends to the referent versus the distractor). Exit status 1 when an accuracy is
 // below --min-accuracy.
+#include <functional>
+
 #include <omp.h>
 
 #include <fmt/core.h>
@@ -73,7 +75,11 @@ void add_eval(CLI::App& app) {
     bool ok = true;
     for (const std::string& name : names) {
       const Split split = parse_split(name);
-      const EvalResult r = evaluate(*l.model, task, split, a->batch_size);
+      EvalResult r;
+      {
+        EvalMeter meter(Progress::kAuto, name);  // cleared before the split's line is printed
+        r = evaluate(*l.model, task, split, a->batch_size, 0, std::ref(meter));
+      }
       std::string line =
           fmt::format("{:<5} loss {:.4f}  accuracy {:.2f}% ({}/{})", name + ":", r.loss,
                       100 * r.score.accuracy(), r.score.correct_examples, r.score.examples);

@@ -63,15 +63,4 @@ double Rng::normal() {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
 
-std::vector<int64_t> Rng::permutation(int64_t n) {
-  QKV_CHECK(n >= 0, "Rng::permutation: n must be non-negative, got {}", n);
-  std::vector<int64_t> p(static_cast<size_t>(n));
-  std::iota(p.begin(), p.end(), int64_t{0});
-  for (int64_t i = n - 1; i > 0; --i) {
-    auto j = static_cast<int64_t>(below(static_cast<uint64_t>(i + 1)));
-    std::swap(p[static_cast<size_t>(i)], p[static_cast<size_t>(j)]);
-  }
-  return p;
-}
-
 }  // namespace qkv

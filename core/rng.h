@@ -4,7 +4,12 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
+#include <numeric>
+#include <utility>
 #include <vector>
+
+#include "core/error.h"
 
 namespace qkv {
 
@@ -31,8 +36,21 @@ class Rng {
   /// exactly the four words).
   double normal();
   double normal(double mean, double stddev) { return mean + stddev * normal(); }
-  /// A uniformly random permutation of 0..n-1 (Fisher–Yates).
-  std::vector<int64_t> permutation(int64_t n);
+  /// A uniformly random permutation of 0..n-1 (Fisher–Yates), as indices of type I: the draws,
+  /// and so the order, do not depend on I (a narrow I halves the memory of a long order).
+  template <typename I = int64_t>
+  std::vector<I> permutation(int64_t n) {
+    QKV_CHECK(n >= 0 && static_cast<uint64_t>(n) <= uint64_t{std::numeric_limits<I>::max()} + 1,
+              "Rng::permutation: n must be between 0 and {}, got {}",
+              uint64_t{std::numeric_limits<I>::max()} + 1, n);
+    std::vector<I> p(static_cast<size_t>(n));
+    std::iota(p.begin(), p.end(), I{0});
+    for (int64_t i = n - 1; i > 0; --i) {
+      auto j = static_cast<size_t>(below(static_cast<uint64_t>(i + 1)));
+      std::swap(p[static_cast<size_t>(i)], p[j]);
+    }
+    return p;
+  }
   /// An independent stream derived from this one (advances this one by one draw).
   Rng split() { return Rng(next_u64()); }
 

@@ -53,7 +53,7 @@ int64_t count_tokens(const Batch& b) {
 }
 
 EvalResult evaluate(BatchModel<float>& model, const Task& task, Split split, int64_t batch_size,
-                    int64_t max_examples) {
+                    int64_t max_examples, const EvalProgress& progress) {
   QKV_CHECK(batch_size >= 1, "evaluate: batch size must be at least 1, got {}", batch_size);
   EvalModeGuard<float> mode(model);
   NoGradGuard no_grad;
@@ -85,6 +85,7 @@ EvalResult evaluate(BatchModel<float>& model, const Task& task, Split split, int
     }
     res.score += task.score(b, argmax(r.logits.value(), b.targets.shape));
     for (auto& p : probes) p->add(ProbeView{split, indices, b, r.attention});
+    if (progress) progress(std::min(n, start + batch_size), n);
   }
   res.loss = loss_count ? loss_sum / double(loss_count) : std::numeric_limits<double>::quiet_NaN();
   for (auto& p : probes) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,13 +27,17 @@ struct EvalResult {
   HeadRef focus() const;
 };
 
+/// Told after each batch of an evaluation: examples done so far, examples in all.
+using EvalProgress = std::function<void(int64_t done, int64_t total)>;
+
 /// Evaluates `model` (switched to eval mode, no graph) on the first `max_examples` of `split`
 /// (0 = all) in batches of `batch_size`; restores the model's training mode. Predictions are the
 /// argmax of the logits (decoder / seq2seq: at every target position, under teacher forcing).
 /// The task's probes see every batch (with attention maps when they need them). A stop request
-/// ends it between batches (result.interrupted).
+/// ends it between batches (result.interrupted). `progress`, when set, is told after each batch.
 EvalResult evaluate(BatchModel<float>& model, const Task& task, Split split,
-                    int64_t batch_size = 256, int64_t max_examples = 0);
+                    int64_t batch_size = 256, int64_t max_examples = 0,
+                    const EvalProgress& progress = {});
 
 /// The read-out row of every self-attention module on one sentence (the row at the batch's
 /// read-out position, or the last position for a decoder): [H][S] per module. Eval mode.

@@ -19,10 +19,48 @@ std::string rate_text(double tokens_per_s) {
   return fmt::format("{:.0f} tok/s", tokens_per_s);
 }
 
+namespace {
+
+Progress resolve(Progress mode) {
+  if (mode != Progress::kAuto) return mode;
+  return isatty(fileno(stderr)) ? Progress::kBar : Progress::kLines;
+}
+
+}  // namespace
+
 ProgressDisplay::ProgressDisplay(Progress mode, int64_t total, int64_t start)
-    : total_(total), start_(start), t0_(std::chrono::steady_clock::now()) {
-  if (mode == Progress::kAuto) mode = isatty(fileno(stderr)) ? Progress::kBar : Progress::kLines;
-  mode_ = mode;
+    : mode_(resolve(mode)), total_(total), start_(start), t0_(std::chrono::steady_clock::now()) {}
+
+EvalMeter::EvalMeter(Progress mode, std::string label)
+    : mode_(resolve(mode)),
+      label_(std::move(label)),
+      t0_(std::chrono::steady_clock::now()),
+      last_(t0_) {}
+
+EvalMeter::~EvalMeter() {
+  if (!drawn_) return;
+  std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
+}
+
+void EvalMeter::operator()(int64_t done, int64_t total) {
+  if (mode_ == Progress::kQuiet || done >= total) return;
+  using namespace std::chrono;
+  const auto now = steady_clock::now();
+  const double since_start = duration<double>(now - t0_).count();
+  const double since_last = duration<double>(now - last_).count();
+  const std::string text = fmt::format("evaluating {}: {}/{} examples ({})", label_, done, total,
+                                       clock_text(since_start));
+  if (mode_ == Progress::kBar) {
+    if (since_start < 0.5 || (drawn_ && since_last < 0.1)) return;
+    std::fprintf(stderr, "\r\033[K%s", text.c_str());
+    drawn_ = true;
+  } else {
+    if (since_last < 10) return;
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+  last_ = now;
+  std::fflush(stderr);
 }
 
 void ProgressDisplay::draw() {

@@ -78,4 +78,27 @@ class ProgressDisplay {
   std::chrono::steady_clock::time_point t0_, last_draw_;
 };
 
+/// Progress of one evaluation on stderr, for evaluate()'s EvalProgress: nothing for the first
+/// half second (a quick evaluation shows nothing), then "evaluating val: 1024/2048 examples (0:03)"
+/// redrawn in place on a terminal (cleared when it ends, so a bar drawn before is redrawn by its
+/// next step), or a plain line every 10 s otherwise.
+///
+///   EvalMeter meter(Progress::kAuto, "val");
+///   evaluate(model, task, Split::kVal, 256, 0, std::ref(meter));
+class EvalMeter {
+ public:
+  EvalMeter(Progress mode, std::string label);
+  ~EvalMeter();
+  EvalMeter(const EvalMeter&) = delete;
+  EvalMeter& operator=(const EvalMeter&) = delete;
+
+  void operator()(int64_t done, int64_t total);
+
+ private:
+  Progress mode_;
+  std::string label_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point t0_, last_;
+};
+
 }  // namespace qkv

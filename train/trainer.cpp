@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 
 #include <fmt/core.h>
@@ -292,7 +293,7 @@ std::string Trainer::last_good_checkpoint() const {
 
 void Trainer::start_epoch() {
   epoch_start_ = data_rng_.state();
-  order_ = data_rng_.permutation(task_->size(Split::kTrain));
+  order_ = data_rng_.permutation<uint32_t>(task_->size(Split::kTrain));
   pos_ = 0;
 }
 
@@ -355,7 +356,11 @@ std::string Trainer::checkpoint_now(TrainResult& result) {
 
 void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   const int64_t batch = std::max<int64_t>(train_.batch_size, 256);
-  EvalResult e = evaluate(*model_, *task_, Split::kVal, batch, train_.eval_examples);
+  EvalResult e;
+  {
+    EvalMeter meter(opt_.progress, "val");
+    e = evaluate(*model_, *task_, Split::kVal, batch, train_.eval_examples, std::ref(meter));
+  }
   if (e.interrupted) return;  // a stop request: the partial evaluation says nothing
   rec.val_loss = e.loss;
   rec.val_accuracy = e.score.accuracy();
@@ -365,7 +370,11 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   // accuracy it shows memorising vs generalising — grokking's two curves.
   const int64_t n_train =
       std::min(task_->size(Split::kTrain), std::max<int64_t>(e.score.examples, 1));
-  const EvalResult tr = evaluate(*model_, *task_, Split::kTrain, batch, n_train);
+  EvalResult tr;
+  {
+    EvalMeter meter(opt_.progress, "train");
+    tr = evaluate(*model_, *task_, Split::kTrain, batch, n_train, std::ref(meter));
+  }
   if (!tr.interrupted) rec.extra["train_accuracy"] = tr.score.accuracy();
   rec.extra["epoch"] = epoch_;
   if (!e.probes.empty()) {

@@ -141,8 +141,8 @@ class Trainer {
 
   int64_t step_ = 0;
   int64_t epoch_ = 0;
-  int64_t pos_ = 0;  // next example of order_
-  std::vector<int64_t> order_;
+  int64_t pos_ = 0;              // next example of order_
+  std::vector<uint32_t> order_;  // 4 bytes an example: a text's train windows are one a character
   Rng data_rng_;
   Rng::State epoch_start_{};  // data_rng_ before this epoch's permutation was drawn
   double best_val_accuracy_ = -1;
