@@ -1,5 +1,5 @@
-// Test helpers shared by the test programs: a private temp folder per program, the text of a
-// thrown qkv::Error, and counting occurrences in a text.
+// Test helpers shared by the test programs: a private temp folder per program (and fresh folders
+// in it), a small tmpfs, the text of a thrown qkv::Error, and counting occurrences in a text.
 #pragma once
 
 #include <sys/mount.h>
@@ -42,6 +42,28 @@ inline const std::string& temp_folder() {
 inline std::string temp_path(const std::string& name) {
   return temp_folder() + name;
 }
+
+/// A fresh, empty folder `name` in temp_folder(), removed with the object.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name) : path_(temp_path(name)) {
+    std::filesystem::remove_all(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  /// `name` inside the folder.
+  std::string operator/(const std::string& name) const {
+    return (std::filesystem::path(path_) / name).string();
+  }
+
+ private:
+  std::string path_;
+};
 
 /// A small tmpfs (a disk that fills up) mounted at a new folder `name` in temp_folder() for the
 /// life of the object. error() says why it could not be mounted (not root, no permission), ""

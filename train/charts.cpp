@@ -50,7 +50,7 @@ std::vector<std::string> probe_names(const std::vector<MetricsRecord>& records) 
 }
 
 std::string probe_chart_svg(const std::vector<MetricsRecord>& records, const std::string& probe,
-                            const std::string& title) {
+                            const std::string& title, const std::vector<std::string>& order) {
   std::vector<PlotSeries> series;
   for (const MetricsRecord& r : records) {
     const auto it = r.extra.find("probes");
@@ -66,6 +66,11 @@ std::string probe_chart_svg(const std::vector<MetricsRecord>& records, const std
       s->y.push_back(m->get<double>());
     }
   }
+  const auto rank = [&](const PlotSeries& x) {
+    return std::find(order.begin(), order.end(), x.name) - order.begin();
+  };
+  std::stable_sort(series.begin(), series.end(),
+                   [&](const PlotSeries& a, const PlotSeries& b) { return rank(a) < rank(b); });
   LineChartOptions o;
   o.title = title;
   o.y_label = "value";

@@ -20,9 +20,11 @@ std::string accuracy_chart_svg(const std::vector<MetricsRecord>& records, const 
 
 /// Names of the probes in the records ("probes": {NAME: {metric: value}}), in first-seen order.
 std::vector<std::string> probe_names(const std::vector<MetricsRecord>& records);
-/// A probe's metrics over training: one series per metric (in the order the probe first reported
-/// them), a point per record that has it. Records without the probe are skipped.
+/// A probe's metrics over training: one series per metric, a point per record that has it.
+/// Records without the probe are skipped. The series follow `order` (the probe's own display
+/// order, ProbeReport::metrics); metrics it does not name follow in the records' (alphabetical)
+/// order.
 std::string probe_chart_svg(const std::vector<MetricsRecord>& records, const std::string& probe,
-                            const std::string& title);
+                            const std::string& title, const std::vector<std::string>& order = {});
 
 }  // namespace qkv

@@ -379,9 +379,14 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   rec.extra["epoch"] = epoch_;
   if (!e.probes.empty()) {
     json probes = json::object();
+    probe_metrics_.clear();
     for (const auto& [name, rep] : e.probes) {
       json metrics = json::object();
-      for (const auto& [metric, value] : rep.metrics) metrics[metric] = value;
+      probe_metrics_.push_back({name, {}});
+      for (const auto& [metric, value] : rep.metrics) {
+        metrics[metric] = value;
+        probe_metrics_.back().second.push_back(metric);
+      }
       probes[name] = metrics;
       if (!rep.detail.is_null()) rec.extra[name] = rep.detail;
     }
@@ -431,9 +436,14 @@ void Trainer::write_pictures(bool final_probe) const {
   if (!final_probe) return;
 
   // Each probe's metrics over training: one curve per metric.
-  for (const std::string& probe : probe_names(records))
-    write_svg(path(probe + ".svg"),
-              probe_chart_svg(records, probe, fmt::format("{}: {} over training", name, probe)));
+  for (const std::string& probe : probe_names(records)) {
+    std::vector<std::string> order;
+    for (const auto& [p, metrics] : probe_metrics_)
+      if (p == probe) order = metrics;
+    write_svg(
+        path(probe + ".svg"),
+        probe_chart_svg(records, probe, fmt::format("{}: {} over training", name, probe), order));
+  }
 
   // Attention over training: the probe sentence's read-out row of the focus head, one row per
   // evaluation.

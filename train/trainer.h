@@ -152,6 +152,8 @@ class Trainer {
   bool resumed_ = false;
   std::vector<int64_t> saved_steps_;  // step-XXXXXX.h5 files in out_dir, oldest first
   HeadRef focus_;                     // the head the last evaluation's probes pointed at
+  // Each probe's metric names in its display order (as the last evaluation reported them).
+  std::vector<std::pair<std::string, std::vector<std::string>>> probe_metrics_;
 };
 
 }  // namespace qkv

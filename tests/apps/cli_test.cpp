@@ -1,5 +1,6 @@
 // The command line's edges: numeric flags rejected in prose, "did you mean" for a mistyped
 // subcommand or flag, each with exit status 2 and one line naming the flag.
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -154,6 +155,34 @@ TEST(CliTrainConfig, AWrongVocabSizeIsBlamedOnVocabSize) {
                            "both out to take the task's)";
   EXPECT_EQ(first_line(r.err), want);
 }
+
+#if defined(__x86_64__)
+TEST(CliCpuCheck, ABinaryForAnotherCpuSaysSoInsteadOfCrashing) {
+  // The program checks the instruction sets it was compiled for before anything runs; the test
+  // pretends this CPU lacks one (QKV_TEST_CPU_LACKS). "x86-64" is always checked; with
+  // -march=native on an AVX2 machine, "avx2" is too.
+  std::vector<std::string> lacking{"x86-64"};
+#ifdef __AVX2__
+  lacking.push_back("avx2");
+#endif
+  for (const std::string& feature : lacking) {
+    ::setenv("QKV_TEST_CPU_LACKS", feature.c_str(), 1);
+    const test::RunResult r = run_qkv({"tasks"}, temp_folder());
+    ::unsetenv("QKV_TEST_CPU_LACKS");
+    EXPECT_EQ(r.status, 2) << feature;
+    EXPECT_EQ(r.out, "") << feature;
+    EXPECT_EQ(first_line(r.err),
+              "qkv: this program was built for another CPU (-march=native, the CMake option "
+              "QKV_NATIVE) and uses " +
+                  feature +
+                  ", which this CPU lacks; build qkv on this machine, or configure with "
+                  "-DQKV_NATIVE=OFF for a binary that runs on any x86-64")
+        << feature;
+  }
+  const test::RunResult ok = run_qkv({"tasks"}, temp_folder());  // the real CPU: it runs
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+#endif
 
 }  // namespace
 }  // namespace qkv

@@ -69,6 +69,20 @@ TEST(LineChart, AProbesMetricsOverTraining) {
   const std::string points = svg.substr(p, svg.find('"', p) - p);
   EXPECT_EQ(count_of(points, ","), 4u) << points;
   EXPECT_EQ(count_of(points, " "), 3u) << points;
+
+  // The legend follows the probe's own order, not the records' alphabetical one.
+  const std::vector<std::string> order{"P(referent)", "P(distractor)", "referent > distractor"};
+  const std::string ordered = probe_chart_svg(recs, "referent_attention", "pronoun", order);
+  size_t last = 0;
+  for (const char* name :
+       {">P(referent)</text>", ">P(distractor)</text>", ">referent &gt; distractor</text>"}) {
+    const size_t at = ordered.find(name);
+    ASSERT_NE(at, std::string::npos) << name;
+    EXPECT_GT(at, last) << name << " is out of the probe's order";
+    last = at;
+  }
+  EXPECT_LT(svg.find(">P(distractor)</text>"), svg.find(">P(referent)</text>"))
+      << "without an order the records' (alphabetical) order holds";
 }
 
 }  // namespace

@@ -24,25 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-/// A fresh folder under this program's temp folder.
-class TempDir {
- public:
-  explicit TempDir(const std::string& name) : path_(test::temp_path(name)) {
-    fs::remove_all(path_);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
-};
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-  return n;
-}
-
 // ---- a task of our own: which token came first? ------------------------------------------
 // "x1 x2 x3 ?" with x_i in {a, b, c, d}; the class is x1, read out at "?" (position 3). The
 // read-out token can only answer by attending to position 0, which is what its probe measures.
@@ -193,7 +174,7 @@ std::vector<float> all_params(const std::string& checkpoint) {
 }
 
 TEST(TrainerOpen, TrainsAUsersTaskAndModelWithItsProbeAndChart) {
-  TempDir dir("open_train");
+  test::TempDir dir("open_train");
   Trainer t(std::make_unique<FirstTokenTask>(), std::make_unique<TinyReader>(1), reader_train(300),
             quiet(dir.path()));
   const TrainResult r = t.run();
@@ -212,14 +193,14 @@ TEST(TrainerOpen, TrainsAUsersTaskAndModelWithItsProbeAndChart) {
   std::ifstream svg(dir / "first_token_attention.svg");
   const std::string text((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find(">P(first)</text>"), std::string::npos);
-  EXPECT_EQ(count(text, "<polyline"), 1u);
+  EXPECT_EQ(test::count_of(text, "<polyline"), 1u);
   EXPECT_TRUE(fs::exists(dir / "probe_attention.svg"));  // the focus head's row over training
   // The checkpoint stores the user model's own config.
   EXPECT_EQ(load_checkpoint(dir / "last.h5").model_config["arch"], "tiny_reader");
 }
 
 TEST(TrainerOpen, AUsersModelResumesBitForBit) {
-  TempDir full("open_full"), half("open_half");
+  test::TempDir full("open_full"), half("open_half");
   ASSERT_EQ(Trainer(std::make_unique<FirstTokenTask>(), std::make_unique<TinyReader>(1),
                     reader_train(100), quiet(full.path()))
                 .run()
@@ -241,7 +222,7 @@ TEST(TrainerOpen, AUsersModelResumesBitForBit) {
 }
 
 TEST(TrainerOpen, AModelThatDoesNotMatchTheCheckpointIsRefusedNamingTheParameter) {
-  TempDir dir("open_mismatch");
+  test::TempDir dir("open_mismatch");
   Trainer(std::make_unique<FirstTokenTask>(), std::make_unique<TinyReader>(1), reader_train(50),
           quiet(dir.path()))
       .run();
@@ -266,7 +247,7 @@ RunConfig tiny_copy(int64_t steps) {
 }
 
 TEST(RunFolder, ASecondRunIntoTheSameFolderFailsAtOnceNamingIt) {
-  TempDir dir("lock");
+  test::TempDir dir("lock");
   Trainer first(tiny_copy(10), quiet(dir.path()));  // holds the folder while it exists
   const std::string e = test::error_of([&] { Trainer(tiny_copy(10), quiet(dir.path())); });
   EXPECT_NE(e.find("output folder '" + dir.path() + "' is in use by another qkv run"),
@@ -275,7 +256,7 @@ TEST(RunFolder, ASecondRunIntoTheSameFolderFailsAtOnceNamingIt) {
 }
 
 TEST(RunFolder, ALockLeftByAKilledProcessDoesNotBlock) {
-  TempDir dir("stale_lock");
+  test::TempDir dir("stale_lock");
   fs::create_directories(dir.path());
   const pid_t child = fork();
   if (child == 0) {
@@ -290,7 +271,7 @@ TEST(RunFolder, ALockLeftByAKilledProcessDoesNotBlock) {
 }
 
 TEST(RunFolder, LastIsTheNewestCheckpointAtEverySaveAndStaleTemporariesGo) {
-  TempDir dir("last");
+  test::TempDir dir("last");
   TrainerOptions o = quiet(dir.path());
   int64_t checked = 0;
   o.after_backward = [&](int64_t step, BatchModel<float>&) {
@@ -307,7 +288,7 @@ TEST(RunFolder, LastIsTheNewestCheckpointAtEverySaveAndStaleTemporariesGo) {
 }
 
 TEST(RunFolder, ForceRemovesEveryPictureAndTheAttendFolder) {
-  TempDir dir("force");
+  test::TempDir dir("force");
   fs::create_directories(dir / "attend");
   std::ofstream(dir / "attend/blocks.0.attn.h0.svg") << "<svg/>";
   std::ofstream(dir / "referent_attention.svg") << "<svg/>";
@@ -321,7 +302,7 @@ TEST(RunFolder, ForceRemovesEveryPictureAndTheAttendFolder) {
 }
 
 TEST(RunFolder, ResumingFromAnOlderCheckpointSaysWhatItDrops) {
-  TempDir dir("older");
+  test::TempDir dir("older");
   ASSERT_EQ(Trainer(tiny_copy(30), quiet(dir.path())).run().status,
             TrainResult::Status::kCompleted);
   ::testing::internal::CaptureStderr();
@@ -335,7 +316,7 @@ TEST(RunFolder, ResumingFromAnOlderCheckpointSaysWhatItDrops) {
 }
 
 TEST(RunFolder, AResumeIntoANewFolderKeepsTheRunsHistory) {
-  TempDir a("hist_a"), b("hist_b");
+  test::TempDir a("hist_a"), b("hist_b");
   ASSERT_EQ(Trainer(tiny_copy(20), quiet(a.path())).run().status, TrainResult::Status::kCompleted);
   ASSERT_EQ(Trainer::resume(a / "step-000010.h5", quiet(b.path()), {{"steps", 30}})->run().status,
             TrainResult::Status::kCompleted);

@@ -18,6 +18,7 @@
 
 #include <gtest/gtest.h>
 
+#include "test_files.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 
@@ -26,26 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-/// A fresh, empty folder under the temp dir, removed when the test ends.
-class TempDir {
- public:
-  explicit TempDir(const std::string& name)
-      : path_((fs::temp_directory_path() /
-               ("qkv_trainer_test_" + std::to_string(getpid()) + "_" + name))
-                  .string()) {
-    fs::remove_all(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
-};
 
 /// A tiny decoder on copy with 1-3 digits: trains in well under a second.
 RunConfig tiny_copy(int64_t steps, double dropout = 0.1) {
@@ -155,7 +136,7 @@ TEST(RunConfig, TaskDefaultsThenFileThenOverrides) {
 }
 
 TEST(Trainer, LossFallsOnATinyCopyTask) {
-  TempDir dir("falls");
+  test::TempDir dir("falls");
   RunConfig cfg = tiny_copy(300, /*dropout=*/0.0);
   cfg.train.eval_every = 100;
   cfg.train.save_every = 150;
@@ -180,7 +161,7 @@ TEST(Trainer, LossFallsOnATinyCopyTask) {
 
 /// Runs `cfg` into `dir`, checks that its exact accuracy stayed 0 while the val loss fell, and
 /// returns the step best.h5 was saved at.
-int64_t best_step_while_accuracy_stays_zero(const RunConfig& cfg, const TempDir& dir) {
+int64_t best_step_while_accuracy_stays_zero(const RunConfig& cfg, const test::TempDir& dir) {
   const TrainResult r = Trainer(cfg, quiet(dir.path())).run();
   EXPECT_EQ(r.status, TrainResult::Status::kCompleted) << r.message;
   const std::vector<MetricsRecord> m = read_metrics(dir / "metrics.jsonl");
@@ -193,7 +174,7 @@ int64_t best_step_while_accuracy_stays_zero(const RunConfig& cfg, const TempDir&
 TEST(Trainer, BestCheckpointBreaksAccuracyTiesByValLoss) {
   // Copy after a few small steps: no sequence is exactly right yet at any evaluation, so they all
   // tie at 0 and best.h5 must follow the falling val loss, not stay at step 0.
-  TempDir dir("best_ties_copy");
+  test::TempDir dir("best_ties_copy");
   RunConfig cfg = tiny_copy(20, /*dropout=*/0.0);
   cfg.train.lr = 1e-3;
   cfg.train.warmup = 0;
@@ -205,7 +186,7 @@ TEST(Trainer, LanguageModelBestIsTheLowestValLoss) {
   // follows it: the last evaluation here, as the loss falls.
   EXPECT_TRUE(make_task_from_config({{"name", "charlm"}})->best_by_loss());
   EXPECT_FALSE(make_task_from_config({{"name", "copy"}})->best_by_loss());
-  TempDir dir("best_ties");
+  test::TempDir dir("best_ties");
   const json overrides = {
       {"task", {{"block_size", 32}}},
       {"model", {{"d_model", 16}, {"n_heads", 2}, {"n_layers", 1}, {"d_ff", 32}}},
@@ -217,7 +198,7 @@ TEST(Trainer, LanguageModelBestIsTheLowestValLoss) {
 }
 
 TEST(Trainer, SameSeedSameRunBitForBit) {
-  TempDir a("det_a"), b("det_b");
+  test::TempDir a("det_a"), b("det_b");
   const RunConfig cfg = tiny_copy(30);
   ASSERT_EQ(Trainer(cfg, quiet(a.path())).run().status, TrainResult::Status::kCompleted);
   ASSERT_EQ(Trainer(cfg, quiet(b.path())).run().status, TrainResult::Status::kCompleted);
@@ -225,7 +206,7 @@ TEST(Trainer, SameSeedSameRunBitForBit) {
   expect_same_checkpoint(a / "last.h5", b / "last.h5");
   RunConfig other = cfg;
   other.train.seed = 1;
-  TempDir c("det_c");
+  test::TempDir c("det_c");
   ASSERT_EQ(Trainer(other, quiet(c.path())).run().status, TrainResult::Status::kCompleted);
   EXPECT_NE(read_metrics(a / "metrics.jsonl")[5].loss, read_metrics(c / "metrics.jsonl")[5].loss);
 }
@@ -233,7 +214,7 @@ TEST(Trainer, SameSeedSameRunBitForBit) {
 TEST(Trainer, InterruptAndResumeEqualsOneRun) {
   // 200 training examples in batches of 16: epochs of 12 steps, so the stop at step 17 falls in
   // the middle of the second epoch; dropout is on, so its generator must be restored too.
-  TempDir full("resume_full"), part("resume_part");
+  test::TempDir full("resume_full"), part("resume_part");
   const RunConfig cfg = tiny_copy(45);
   ASSERT_EQ(Trainer(cfg, quiet(full.path())).run().status, TrainResult::Status::kCompleted);
 
@@ -259,7 +240,7 @@ TEST(Trainer, InterruptAndResumeEqualsOneRun) {
 }
 
 TEST(Trainer, ResumeFromAPeriodicCheckpointIntoAnotherFolder) {
-  TempDir full("periodic_full"), other("periodic_other");
+  test::TempDir full("periodic_full"), other("periodic_other");
   const RunConfig cfg = tiny_copy(30);
   ASSERT_EQ(Trainer(cfg, quiet(full.path())).run().status, TrainResult::Status::kCompleted);
   // keep = 2: step-000010.h5 was rotated out; step-000020.h5 and step-000030.h5 remain.
@@ -273,7 +254,7 @@ TEST(Trainer, ResumeFromAPeriodicCheckpointIntoAnotherFolder) {
 }
 
 TEST(Trainer, StopsOnANonFiniteGradientNamingStepAndParameter) {
-  TempDir dir("nonfinite");
+  test::TempDir dir("nonfinite");
   RunConfig cfg = tiny_copy(30);
   cfg.train.save_every = 5;
   cfg.train.keep = 10;
@@ -292,7 +273,7 @@ TEST(Trainer, StopsOnANonFiniteGradientNamingStepAndParameter) {
   EXPECT_EQ(load_checkpoint(dir / "last.h5").train.step, 5);
 
   // With skip_nonfinite the step is skipped and counted, and training goes on.
-  TempDir dir2("nonfinite_skip");
+  test::TempDir dir2("nonfinite_skip");
   cfg.train.skip_nonfinite = true;
   o.out_dir = dir2.path();
   const TrainResult s = Trainer(cfg, o).run();
@@ -318,7 +299,7 @@ TEST(Trainer, AHugeLearningRateDivergesWithAClearMessage) {
 }
 
 TEST(Trainer, NeverOverwritesAnExistingRunSilently) {
-  TempDir dir("protect");
+  test::TempDir dir("protect");
   fs::create_directories(dir.path());
   std::ofstream(dir / "notes.txt") << "mine";
   std::ofstream(dir / "metrics.jsonl") << "{\"step\":1,\"loss\":9}\n";
@@ -334,6 +315,21 @@ TEST(Trainer, NeverOverwritesAnExistingRunSilently) {
   ASSERT_EQ(Trainer(tiny_copy(8), o).run().status, TrainResult::Status::kCompleted);
   EXPECT_TRUE(fs::exists(dir / "notes.txt"));  // --force replaces only a run's own files
   EXPECT_EQ(read_metrics(dir / "metrics.jsonl").front().step, 0);
+}
+
+TEST(Evaluate, TellsItsProgressAfterEachBatch) {
+  const RunConfig cfg = resolve_run_config(
+      "pronoun", nullptr, {{"model", {{"n_layers", 1}, {"n_heads", 1}, {"d_model", 8}}}});
+  std::unique_ptr<Task> task = make_task_from_config(cfg.task);
+  Model<float> model(cfg.model, 0);
+  std::vector<std::pair<int64_t, int64_t>> told;
+  const EvalResult r =
+      evaluate(model, *task, Split::kVal, 64, 150, [&](int64_t done, int64_t total) {
+        told.push_back({done, total});
+      });
+  EXPECT_EQ(r.score.examples, 150);
+  const std::vector<std::pair<int64_t, int64_t>> expected{{64, 150}, {128, 150}, {150, 150}};
+  EXPECT_EQ(told, expected);
 }
 
 TEST(Evaluate, PronounReferentAttentionPerLayerAndHead) {
@@ -413,7 +409,7 @@ CliRun run_qkv(const std::string& args) {
 const char* kTinyFlags =
     "--task copy --d-model 16 --n-heads 2 --n-layers 1 --batch-size 8 --progress lines";
 
-std::string tiny_config(const TempDir& dir) {
+std::string tiny_config(const test::TempDir& dir) {
   fs::create_directories(dir.path());
   const std::string path = dir / "tiny.json";
   std::ofstream(path) << R"({"task": {"name": "copy", "min_digits": 1, "max_digits": 3,
@@ -423,7 +419,7 @@ std::string tiny_config(const TempDir& dir) {
 
 TEST(TrainCommand, BadFlagsAreRejectedNamingTheFlag) {
   REQUIRE_QKV();
-  TempDir dir("cli_bad");
+  test::TempDir dir("cli_bad");
   const std::string out = " --out " + (dir / "run");
   const std::pair<std::string, std::string> cases[] = {
       {"--task copy --lr -1", "--lr"},
@@ -447,7 +443,7 @@ TEST(TrainCommand, BadFlagsAreRejectedNamingTheFlag) {
 
 TEST(TrainCommand, SigintSavesExitsWith130AndResumes) {
   REQUIRE_QKV();
-  TempDir dir("cli_sigint");
+  test::TempDir dir("cli_sigint");
   const std::string config = tiny_config(dir);
   const std::string out = dir / "run";
   const pid_t pid = fork();
@@ -507,7 +503,7 @@ TEST(TrainCommand, SigintSavesExitsWith130AndResumes) {
 
 TEST(TrainCommand, RefusesANonEmptyOutputFolderUnlessForced) {
   REQUIRE_QKV();
-  TempDir dir("cli_protect");
+  test::TempDir dir("cli_protect");
   const std::string config = tiny_config(dir);
   const std::string args = std::string("train --config ") + config + " " + kTinyFlags +
                            " --steps 3 --out " + (dir / "run");
