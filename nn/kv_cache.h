@@ -41,9 +41,17 @@ struct BlockCache {
   KVBuffers<T> cross;  // undefined outside seq2seq
 };
 
+/// Move-only: a copy would share its buffers with the original, and the two would overwrite each
+/// other's rows.
 template <typename T>
 class KVCache {
  public:
+  KVCache() = default;
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
+  KVCache(KVCache&&) noexcept = default;
+  KVCache& operator=(KVCache&&) noexcept = default;
+
   /// Examples decoded side by side (B).
   int64_t batch_size() const { return batch_; }
   /// Decoder positions cached so far: the next token goes to position length().
