@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "apps/bench.h"
+#include "apps/bench_generate.h"
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "core/error.h"
@@ -177,7 +178,12 @@ void add_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--peer", a->peer, "Also run the PyTorch peer and print qkv/torch ratios");
   cmd->add_flag("--json", a->json, "One JSON object per configuration instead of a table");
-  cmd->callback([a] { run(*a); });
+  const auto gen = add_generate_bench_options(*cmd);  // --generate: the KV cache's speed-up
+  cmd->callback([a, gen] {
+    if (!gen->on) return run(*a);
+    run_generate_bench_command(*gen, a->config, thread_choices(a->threads).front(),
+                               static_cast<uint64_t>(a->seed), a->json);
+  });
 }
 
 }  // namespace qkv::cli

@@ -10,9 +10,9 @@
 
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
-#include "train/load.h"
 #include "core/error.h"
 #include "train/decode.h"
+#include "train/load.h"
 
 namespace qkv::cli {
 namespace {
@@ -26,6 +26,7 @@ struct GenerateArgs {
   int64_t num_samples = 1;
   int threads = 1;
   bool prompt_given = false;
+  bool no_kv_cache = false;
 };
 
 /// "'x' (U+0078)" for one UTF-8 character; control characters are escaped.
@@ -102,7 +103,8 @@ void run_generate(const GenerateArgs& a) {
       std::fflush(stdout);
     };
     const std::vector<int32_t> out =
-        generate(*l.model, context, a.max_new_tokens, eos, a.sampling, rng, on_token);
+        generate(*l.model, context, a.max_new_tokens, eos, a.sampling, rng, on_token,
+                 a.no_kv_cache ? DecodePath::kUncached : DecodePath::kCached);
     if (!chars && !out.empty()) fmt::print(" {}", task.decode(out));
     fmt::print("\n");
   }
@@ -146,6 +148,9 @@ void add_generate(CLI::App& app) {
                   "for the toy models)")
       ->check(integer_in(1, 1024))
       ->capture_default_str();
+  cmd->add_flag("--no-kv-cache", args->no_kv_cache,
+                "Run the whole window for every new token instead of keeping each layer's K and V "
+                "(same text, slower; for measuring the cache)");
   cmd->callback([args, prompt] {
     GenerateArgs a = *args;
     a.prompt_given = prompt->count() > 0;

@@ -1,5 +1,6 @@
 #include "nn/layers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -46,10 +47,13 @@ Var<T> Embedding<T>::forward(const IndexTensor& ids) const {
 
 namespace {
 
-/// Checks x is [B, T, C] with T ≤ max_len and C = dim, naming the module.
-void check_positions(const char* who, const Shape& x, int64_t max_len, int64_t dim) {
+/// Checks x is [B, T, C] with offset + T ≤ max_len and C = dim, naming the module.
+void check_positions(const char* who, const Shape& x, int64_t offset, int64_t max_len,
+                     int64_t dim) {
   QKV_CHECK(x.nd == 3 && x[2] == dim, "{}: expected input [B, T, {}], got {}", who, dim, x);
-  QKV_CHECK(x[1] <= max_len, "{}: sequence length {} exceeds max_len {}", who, x[1], max_len);
+  QKV_CHECK(offset >= 0, "{}: negative first position {}", who, offset);
+  QKV_CHECK(offset + x[1] <= max_len, "{}: sequence length {} exceeds max_len {}", who,
+            offset + x[1], max_len);
 }
 
 }  // namespace
@@ -60,11 +64,11 @@ LearnedPositional<T>::LearnedPositional(int64_t max_len, int64_t dim) {
 }
 
 template <typename T>
-Var<T> LearnedPositional<T>::forward(const Var<T>& x) const {
-  check_positions("LearnedPositional", x.shape(), weight.size(0), weight.size(1));
+Var<T> LearnedPositional<T>::forward(const Var<T>& x, int64_t offset) const {
+  check_positions("LearnedPositional", x.shape(), offset, weight.size(0), weight.size(1));
   const int64_t T_ = x.size(1);
   IndexTensor ids(Shape{T_});
-  for (int64_t t = 0; t < T_; ++t) ids[t] = static_cast<int32_t>(t);
+  for (int64_t t = 0; t < T_; ++t) ids[t] = static_cast<int32_t>(offset + t);
   return add(x, embedding(weight, ids));  // [B, T, C] + [T, C]: broadcast over B
 }
 
@@ -82,11 +86,11 @@ SinusoidalPositional<T>::SinusoidalPositional(int64_t max_len, int64_t dim)
 }
 
 template <typename T>
-Var<T> SinusoidalPositional<T>::forward(const Var<T>& x) const {
-  check_positions("SinusoidalPositional", x.shape(), table_.size(0), table_.size(1));
+Var<T> SinusoidalPositional<T>::forward(const Var<T>& x, int64_t offset) const {
+  check_positions("SinusoidalPositional", x.shape(), offset, table_.size(0), table_.size(1));
   const int64_t T_ = x.size(1), C = x.size(2);
-  Tensor<T> pe = Tensor<T>::empty({T_, C});  // the first T rows, a constant
-  std::copy(table_.data(), table_.data() + T_ * C, pe.data());
+  Tensor<T> pe = Tensor<T>::empty({T_, C});  // rows offset..offset+T, a constant
+  std::copy(table_.data() + offset * C, table_.data() + (offset + T_) * C, pe.data());
   return add(x, Var<T>(pe));
 }
 
@@ -157,24 +161,84 @@ Var<T> Attention<T>::split_heads(const Var<T>& x) const {
 }
 
 template <typename T>
-Var<T> Attention<T>::forward(const Var<T>& x, const Var<T>& memory, const AttnMask& mask,
-                             bool keep_attention) {
-  const Var<T>& kv = memory.defined() ? memory : x;
+void Attention<T>::check_queries(const Var<T>& x) const {
   QKV_CHECK(x.dim() == 3 && x.size(2) == d_model,
             "Attention '{}': expected queries [B, T, {}], got {}", this->display_path(), d_model,
             x.shape());
-  QKV_CHECK(kv.dim() == 3 && kv.size(2) == d_model && kv.size(0) == x.size(0),
-            "Attention '{}': memory {} does not match queries {}", this->display_path(), kv.shape(),
-            x.shape());
-  const Var<T> Q = split_heads(W_Q->forward(x));   // [B, H, T, d]
-  const Var<T> K = split_heads(W_K->forward(kv));  // [B, H, S, d]
-  const Var<T> V = split_heads(W_V->forward(kv));  // [B, H, S, d]
+}
+
+template <typename T>
+Var<T> Attention<T>::attend(const Var<T>& x, const Var<T>& K, const Var<T>& V, const AttnMask& mask,
+                            bool keep_attention, int64_t keys) {
+  const Var<T> Q = split_heads(W_Q->forward(x));  // [B, H, T, d]
   Tensor<T> P;
   const Var<T> O = scaled_dot_product_attention(Q, K, V, mask, keep_attention ? &P : nullptr);
-  last_attention_ = keep_attention ? P : Tensor<T>();
+  last_attention_ = Tensor<T>();
+  if (keep_attention && keys == P.size(3)) {
+    last_attention_ = P;
+  } else if (keep_attention) {  // the cached K, V rows in use: P [B, H, T, keys]
+    const int64_t rows = P.size(0) * P.size(1) * P.size(2), S = P.size(3);
+    last_attention_ = Tensor<T>::empty({P.size(0), P.size(1), P.size(2), keys});
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(P.data() + r * S, P.data() + r * S + keys, last_attention_.data() + r * keys);
+  }
   // [B, H, T, d] → [B, T, H, d] → [B, T, C]
   const Var<T> merged = reshape(permute(O, {0, 2, 1, 3}), {x.size(0), x.size(1), d_model});
   return W_O->forward(merged);
+}
+
+template <typename T>
+Var<T> Attention<T>::forward(const Var<T>& x, const Var<T>& memory, const AttnMask& mask,
+                             bool keep_attention) {
+  const Var<T>& kv = memory.defined() ? memory : x;
+  check_queries(x);
+  QKV_CHECK(kv.dim() == 3 && kv.size(2) == d_model && kv.size(0) == x.size(0),
+            "Attention '{}': memory {} does not match queries {}", this->display_path(), kv.shape(),
+            x.shape());
+  const Var<T> K = split_heads(W_K->forward(kv));  // [B, H, S, d]
+  const Var<T> V = split_heads(W_V->forward(kv));  // [B, H, S, d]
+  return attend(x, K, V, mask, keep_attention, kv.size(1));
+}
+
+template <typename T>
+KVBuffers<T> Attention<T>::project_kv(const Var<T>& memory) const {
+  NoGradGuard no_grad;
+  return {split_heads(W_K->forward(memory)).value(), split_heads(W_V->forward(memory)).value()};
+}
+
+template <typename T>
+Var<T> Attention<T>::forward_kv(const Var<T>& x, const KVBuffers<T>& kv, const AttnMask& mask,
+                                bool keep_attention) {
+  NoGradGuard no_grad;
+  check_queries(x);
+  return attend(x, Var<T>(kv.K), Var<T>(kv.V), mask, keep_attention, kv.K.size(2));
+}
+
+// The cache holds K, V [B, H, L, d] for all L = max_len positions; rows n..n+T of each (b, h)
+// block are written here, straight from the projections' [B, T, C] layout (column h·d + j of
+// position t is row n + t, column j of head h). Q then attends over all L rows: the rows not yet
+// written (and earlier sequences' leftovers after KVCache::clear) are hidden by the caller's
+// mask, so their P is exactly 0 and they add exactly 0 to O = P·V.
+template <typename T>
+Var<T> Attention<T>::forward_cached(const Var<T>& x, KVBuffers<T>& cache, int64_t n,
+                                    const AttnMask& mask, bool keep_attention) {
+  NoGradGuard no_grad;
+  check_queries(x);
+  const int64_t B = x.size(0), T_ = x.size(1), H = n_heads, d = d_model / n_heads;
+  const int64_t L = cache.K.size(2);
+  QKV_CHECK(cache.K.shape() == Shape({B, H, L, d}) && n >= 0 && n + T_ <= L,
+            "Attention '{}': positions {}..{} do not fit the cache {}", this->display_path(), n,
+            n + T_ - 1, cache.K.shape());
+  const Tensor<T> K_new = W_K->forward(x).value();  // [B, T, C]
+  const Tensor<T> V_new = W_V->forward(x).value();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T_; ++t) {
+        const int64_t from = (b * T_ + t) * d_model + h * d, to = ((b * H + h) * L + n + t) * d;
+        std::copy(K_new.data() + from, K_new.data() + from + d, cache.K.data() + to);
+        std::copy(V_new.data() + from, V_new.data() + from + d, cache.V.data() + to);
+      }
+  return attend(x, Var<T>(cache.K), Var<T>(cache.V), mask, keep_attention, n + T_);
 }
 
 // ---- TransformerBlock -------------------------------------------------------------------------
@@ -212,20 +276,40 @@ Var<T> TransformerBlock<T>::residual(const Var<T>& x, LayerNorm<T>* ln, F&& subl
 }
 
 template <typename T>
+template <typename Self, typename Cross>
+Var<T> TransformerBlock<T>::sublayers(const Var<T>& x, Self&& self_attn, Cross&& cross_attn) {
+  Var<T> h = residual(x, ln1, self_attn);
+  if (xattn) h = residual(h, ln_x, cross_attn);
+  return residual(h, ln2, [&](const Var<T>& a) { return ff->forward(a); });
+}
+
+template <typename T>
 Var<T> TransformerBlock<T>::forward(const Var<T>& x, const AttnMask& self_mask,
                                     const Var<T>& memory, const AttnMask& cross_mask,
                                     bool keep_attention) {
-  Var<T> h = residual(x, ln1, [&](const Var<T>& a) {
-    return attn->forward(a, Var<T>(), self_mask, keep_attention);
-  });
-  if (xattn) {
-    QKV_CHECK(memory.defined(), "TransformerBlock '{}': a cross-attention block needs memory",
-              this->display_path());
-    h = residual(h, ln_x, [&](const Var<T>& a) {
-      return xattn->forward(a, memory, cross_mask, keep_attention);
-    });
-  }
-  return residual(h, ln2, [&](const Var<T>& a) { return ff->forward(a); });
+  QKV_CHECK(!xattn || memory.defined(),
+            "TransformerBlock '{}': a cross-attention block needs memory", this->display_path());
+  return sublayers(
+      x, [&](const Var<T>& a) { return attn->forward(a, Var<T>(), self_mask, keep_attention); },
+      [&](const Var<T>& a) { return xattn->forward(a, memory, cross_mask, keep_attention); });
+}
+
+template <typename T>
+Var<T> TransformerBlock<T>::forward_cached(const Var<T>& x, BlockCache<T>& cache, int64_t n,
+                                           const AttnMask& self_mask, const AttnMask& cross_mask,
+                                           bool keep_attention) {
+  NoGradGuard no_grad;
+  QKV_CHECK(!xattn || cache.cross.K.defined(),
+            "TransformerBlock '{}': a cross-attention block needs the memory's K, V in its cache",
+            this->display_path());
+  return sublayers(
+      x,
+      [&](const Var<T>& a) {
+        return attn->forward_cached(a, cache.self, n, self_mask, keep_attention);
+      },
+      [&](const Var<T>& a) {
+        return xattn->forward_kv(a, cache.cross, cross_mask, keep_attention);
+      });
 }
 
 template class Linear<float>;

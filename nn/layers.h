@@ -15,6 +15,7 @@
 #include "autograd/ops.h"
 #include "core/index_tensor.h"
 #include "core/rng.h"
+#include "nn/kv_cache.h"
 #include "nn/module.h"
 
 namespace qkv {
@@ -49,24 +50,25 @@ class Embedding : public Module<T> {
   Var<T> weight;  // [num, dim]
 };
 
-/// x + weight[0..T): learned positions. x [B, T, C], weight [max_len, C] (starts at zero);
-/// T ≤ max_len.
+/// x + weight[offset..offset+T): learned positions. x [B, T, C], weight [max_len, C] (starts at
+/// zero); offset + T ≤ max_len. A cached decoding step's positions start at offset > 0.
 template <typename T>
 class LearnedPositional : public Module<T> {
  public:
   LearnedPositional(int64_t max_len, int64_t dim);
-  Var<T> forward(const Var<T>& x) const;
+  Var<T> forward(const Var<T>& x, int64_t offset = 0) const;
 
   Var<T> weight;  // [max_len, C]
 };
 
-/// x + PE[0..T): fixed sinusoidal positions (not a parameter). x [B, T, C]; T ≤ max_len.
+/// x + PE[offset..offset+T): fixed sinusoidal positions (not a parameter). x [B, T, C];
+/// offset + T ≤ max_len.
 ///   PE[p, 2i] = sin(p / 10000^(2i/C)),  PE[p, 2i+1] = cos(p / 10000^(2i/C))
 template <typename T>
 class SinusoidalPositional : public Module<T> {
  public:
   SinusoidalPositional(int64_t max_len, int64_t dim);
-  Var<T> forward(const Var<T>& x) const;
+  Var<T> forward(const Var<T>& x, int64_t offset = 0) const;
   /// The table [max_len, C], computed in double and rounded to T.
   const Tensor<T>& table() const { return table_; }
 
@@ -124,6 +126,17 @@ class Attention : public Module<T> {
   /// [B, S] over memory's positions. With keep_attention, last_attention() then holds P.
   Var<T> forward(const Var<T>& x, const Var<T>& memory, const AttnMask& mask,
                  bool keep_attention = false);
+  /// Incremental self-attention (Model::forward_cached; no graph is recorded): x [B, T, C] holds
+  /// positions n..n+T−1, whose K, V are written into rows n.. of cache.K, cache.V [B, H, L, d];
+  /// then Q attends to the rows `mask` allows (its key_padding and allowed span all L rows).
+  /// With keep_attention, last_attention() holds P [B, H, T, n+T].
+  Var<T> forward_cached(const Var<T>& x, KVBuffers<T>& cache, int64_t n, const AttnMask& mask,
+                        bool keep_attention = false);
+  /// K, V [B, H, S, d] of memory [B, S, C]: a cross-attention's keys and values, computed once.
+  KVBuffers<T> project_kv(const Var<T>& memory) const;
+  /// Cross-attention of x [B, T, C] over keys and values from project_kv().
+  Var<T> forward_kv(const Var<T>& x, const KVBuffers<T>& kv, const AttnMask& mask,
+                    bool keep_attention = false);
   /// The probabilities P [B, H, T, S] of the last forward that kept them (undefined otherwise).
   const Tensor<T>& last_attention() const { return last_attention_; }
 
@@ -135,6 +148,11 @@ class Attention : public Module<T> {
 
  private:
   Var<T> split_heads(const Var<T>& x) const;  // [B, T, C] → [B, H, T, d]
+  void check_queries(const Var<T>& x) const;
+  /// W_O(merge_heads(attention(Q, K, V))) for queries x [B, T, C]; keeps P's first `keys` columns
+  /// when keep_attention.
+  Var<T> attend(const Var<T>& x, const Var<T>& K, const Var<T>& V, const AttnMask& mask,
+                bool keep_attention, int64_t keys);
   Tensor<T> last_attention_;
 };
 
@@ -163,6 +181,10 @@ class TransformerBlock : public Module<T> {
   /// [B, S]) feed xattn.
   Var<T> forward(const Var<T>& x, const AttnMask& self_mask, const Var<T>& memory = {},
                  const AttnMask& cross_mask = {}, bool keep_attention = false);
+  /// The same block for positions n..n+T−1 of x [B, T, C] against `cache` (Attention::
+  /// forward_cached for attn, Attention::forward_kv for xattn); no graph is recorded.
+  Var<T> forward_cached(const Var<T>& x, BlockCache<T>& cache, int64_t n, const AttnMask& self_mask,
+                        const AttnMask& cross_mask, bool keep_attention = false);
 
   BlockOptions options;
   LayerNorm<T>* ln1 = nullptr;  // null when norm = none
@@ -177,6 +199,9 @@ class TransformerBlock : public Module<T> {
   /// One residual sub-layer in the configured norm placement.
   template <typename F>
   Var<T> residual(const Var<T>& x, LayerNorm<T>* ln, F&& sublayer);
+  /// The sub-layers in order: self-attention, [cross-attention], feed-forward.
+  template <typename Self, typename Cross>
+  Var<T> sublayers(const Var<T>& x, Self&& self_attn, Cross&& cross_attn);
 };
 
 extern template class Linear<float>;

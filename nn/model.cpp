@@ -1,5 +1,6 @@
 #include "nn/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 #include <unordered_set>
@@ -150,10 +151,21 @@ std::vector<typename Model<T>::AttentionModule> Model<T>::attention_modules() {
 }
 
 template <typename T>
-Var<T> Model<T>::embed(const Stack& s, const IndexTensor& ids) const {
+Var<T> Model<T>::embed(const Stack& s, const IndexTensor& ids, int64_t offset) const {
   Var<T> x = s.tok_emb->forward(ids);  // [B, T, C]
-  x = s.pos_emb ? s.pos_emb->forward(x) : s.sinus->forward(x);
+  x = s.pos_emb ? s.pos_emb->forward(x, offset) : s.sinus->forward(x, offset);
   return s.drop->forward(x);
+}
+
+template <typename T>
+Var<T> Model<T>::encode_source(const Batch& batch, bool keep_attention) const {
+  check_ids("src", batch.src);
+  QKV_CHECK(batch.src.shape[0] == batch.batch_size(), "Model: batch src has {} rows, tokens {}",
+            batch.src.shape[0], batch.batch_size());
+  check_mask("src_mask", batch.src_mask, batch.src.shape);
+  AttnMask src_mask;  // the encoder side is bidirectional
+  src_mask.key_padding = batch.src_mask;
+  return run_blocks(src_, embed(src_, batch.src), src_mask, Var<T>(), AttnMask(), keep_attention);
 }
 
 template <typename T>
@@ -205,14 +217,7 @@ ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
     Var<T> memory;
     AttnMask cross_mask;
     if (c.arch == Arch::kSeq2seq) {
-      check_ids("src", batch.src);
-      QKV_CHECK(batch.src.shape[0] == B, "Model: batch src has {} rows, tokens {}",
-                batch.src.shape[0], B);
-      check_mask("src_mask", batch.src_mask, batch.src.shape);
-      AttnMask src_mask;  // the encoder side is bidirectional
-      src_mask.key_padding = batch.src_mask;
-      memory =
-          run_blocks(src_, embed(src_, batch.src), src_mask, Var<T>(), AttnMask(), keep_attention);
+      memory = encode_source(batch, keep_attention);
       cross_mask.key_padding = batch.src_mask;
     }
     Var<T> x = run_blocks(main_, embed(main_, batch.tokens), self_mask, memory, cross_mask,
@@ -228,6 +233,81 @@ ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
   if (keep_attention)
     for (const AttentionModule& a : attention_modules())
       r.attention.push_back({a.path, a.role, a.module->last_attention()});
+  return r;
+}
+
+// ---- Incremental decoding --------------------------------------------------------------------
+
+template <typename T>
+KVCache<T> Model<T>::begin_decode(const Batch& batch) {
+  const ModelConfig& c = config_;
+  QKV_CHECK(c.arch != Arch::kEncoder,
+            "Model: begin_decode needs a decoder or a seq2seq model; an encoder predicts no next "
+            "token");
+  check_ids("tokens", batch.tokens);
+  NoGradGuard no_grad;
+  KVCache<T> cache;
+  cache.batch_ = batch.batch_size();
+  cache.capacity_ = c.max_len;
+  cache.key_mask_ = BoolTensor({cache.batch_, c.max_len}, 0);
+  const int64_t H = c.n_heads, d = c.d_model / c.n_heads;
+  Var<T> memory;
+  if (c.arch == Arch::kSeq2seq) {
+    memory = encode_source(batch, /*keep_attention=*/false);
+    cache.src_mask_ = batch.src_mask;
+  }
+  for (TransformerBlock<T>* block : main_.blocks) {
+    BlockCache<T> b;
+    // Zeros, not garbage: rows not yet written meet P = 0 in O = P·V, and 0·NaN would be NaN.
+    b.self.K = Tensor<T>::zeros({cache.batch_, H, c.max_len, d});
+    b.self.V = Tensor<T>::zeros({cache.batch_, H, c.max_len, d});
+    if (block->xattn) b.cross = block->xattn->project_kv(memory);
+    cache.blocks_.push_back(std::move(b));
+  }
+  return cache;
+}
+
+// New positions n..n+T−1 attend to cached rows s with s ≤ n + t (causal, as in forward()) whose
+// token is real (cache.key_mask_, which this call extends by o.mask). One `allowed` mask [T, L]
+// states the causal part for any n; rows past n + T are never visible.
+template <typename T>
+ForwardResult<T> Model<T>::forward_cached(KVCache<T>& cache, const IndexTensor& ids,
+                                          const CachedForwardOptions& o) {
+  check_ids("tokens", ids);
+  const int64_t B = ids.shape[0], T_ = ids.shape[1], n = cache.length_, L = cache.capacity_;
+  QKV_CHECK(cache.blocks_.size() == main_.blocks.size() && L == config_.max_len,
+            "Model: this cache was not made by this model's begin_decode");
+  QKV_CHECK(B == cache.batch_, "Model: {} examples given to a cache of {}", B, cache.batch_);
+  QKV_CHECK(n + T_ <= L,
+            "Model: {} new positions do not fit the cache ({} of max_len {} used); clear it and "
+            "run the last max_len tokens again",
+            T_, n, L);
+  check_mask("mask", o.mask, ids.shape);
+  NoGradGuard no_grad;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T_; ++t)
+      cache.key_mask_[b * L + n + t] = o.mask.empty() ? 1 : o.mask[b * T_ + t];
+  AttnMask self_mask;
+  self_mask.key_padding = cache.key_mask_;
+  self_mask.allowed = BoolTensor({T_, L}, 0);
+  for (int64_t t = 0; t < T_; ++t)
+    std::fill_n(self_mask.allowed.data.begin() + t * L, n + t + 1, uint8_t(1));
+  AttnMask cross_mask;
+  cross_mask.key_padding = cache.src_mask_;
+
+  Var<T> x = embed(main_, ids, n);
+  for (size_t i = 0; i < main_.blocks.size(); ++i)
+    x = main_.blocks[i]->forward_cached(x, cache.blocks_[i], n, self_mask, cross_mask,
+                                        o.keep_attention);
+  cache.length_ += T_;
+  if (o.last_only && T_ > 1) x = slice(x, 1, T_ - 1, T_);  // ln_f and the head are per position
+  if (main_.ln_f) x = main_.ln_f->forward(x);
+  ForwardResult<T> r;
+  r.logits = project(main_, x);
+  if (o.keep_attention)
+    for (const AttentionModule& a : attention_modules())
+      if (a.role.stack == AttnStack::kDecoder)
+        r.attention.push_back({a.path, a.role, a.module->last_attention()});
   return r;
 }
 

@@ -6,6 +6,12 @@
 //   ForwardResult<float> r = model.forward(batch, /*keep_attention=*/true);
 //   r.loss.backward();                       // grads in model.named_parameters()
 //   r.attention_map("blocks.0.attn");        // P [B, H, T, S]
+//
+// Incremental decoding (decoder and seq2seq; inference only, no autograd graph): the cache keeps
+// every layer's K and V, so each new token costs one position's forward pass (nn/kv_cache.h).
+//   KVCache<float> cache = model.begin_decode(batch);     // seq2seq: the encoder runs once here
+//   model.forward_cached(cache, batch.tokens);            // the prompt, positions 0..T−1
+//   r = model.forward_cached(cache, next);                // next [B, 1] at position T: [B, 1, V]
 #pragma once
 
 #include <cstdint>
@@ -19,10 +25,18 @@
 #include "core/rng.h"
 #include "nn/batch_model.h"
 #include "nn/config.h"
+#include "nn/kv_cache.h"
 #include "nn/layers.h"
 #include "nn/module.h"
 
 namespace qkv {
+
+/// What Model::forward_cached returns besides updating the cache.
+struct CachedForwardOptions {
+  BoolTensor mask;              // [B, T] of the new tokens: 1 = real, 0 = padding; empty = all real
+  bool last_only = false;       // logits of the last new position only: [B, 1, V]
+  bool keep_attention = false;  // P of the decoder's attention modules for the new positions
+};
 
 template <typename T>
 class Model : public BatchModel<T> {
@@ -36,6 +50,18 @@ class Model : public BatchModel<T> {
   /// Seq2seq: the encoder reads batch.src (src_mask), the decoder batch.tokens (mask).
   /// The loss is undefined when batch.targets is empty.
   ForwardResult<T> forward(const Batch& batch, bool keep_attention = false) override;
+  /// Starts incremental decoding of batch's B examples (decoder or seq2seq; an encoder throws):
+  /// an empty cache of capacity max_len. Seq2seq: runs the encoder over batch.src (src_mask)
+  /// once and keeps each cross-attention's K, V of its output. batch.tokens only gives B here.
+  KVCache<T> begin_decode(const Batch& batch);
+  /// Appends ids [B, T] at positions cache.length().. (they must fit in max_len; a full cache
+  /// throws) and returns their logits [B, T, V] (o.last_only: [B, 1, V]) — the same values
+  /// forward() gives those positions for the whole sequence so far, to float rounding, at the cost
+  /// of T positions. No graph is recorded; dropout acts as in forward(), so decode in eval mode.
+  /// With o.keep_attention, result.attention holds P [B, H, T, length] of the decoder's
+  /// self-attention and P [B, H, T, S] of its cross-attention, for the new positions.
+  ForwardResult<T> forward_cached(KVCache<T>& cache, const IndexTensor& ids,
+                                  const CachedForwardOptions& o = {});
   /// config().to_json().
   nlohmann::json config_json() const override { return config_.to_json(); }
   /// "encoder (d_model 64, n_heads 4, n_layers 2, 104066 parameters)".
@@ -86,8 +112,11 @@ class Model : public BatchModel<T> {
 
   void build_stack(Stack& s, Module<T>& owner, AttnStack stack, int64_t vocab, int64_t max_len,
                    bool cross, bool head);
-  /// Token + position embeddings, then dropout: ids [B, T] → [B, T, C].
-  Var<T> embed(const Stack& s, const IndexTensor& ids) const;
+  /// Token + position embeddings (positions offset..offset+T), then dropout: ids [B, T] → [B, T,
+  /// C].
+  Var<T> embed(const Stack& s, const IndexTensor& ids, int64_t offset = 0) const;
+  /// The seq2seq encoder over batch.src (src_mask): the decoder's memory [B, S, C].
+  Var<T> encode_source(const Batch& batch, bool keep_attention) const;
   /// The blocks, then ln_f where present.
   Var<T> run_blocks(const Stack& s, Var<T> x, const AttnMask& self_mask, const Var<T>& memory,
                     const AttnMask& cross_mask, bool keep_attention) const;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "autograd/var.h"
 #include "core/error.h"
@@ -98,9 +99,15 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& o, R
   return sample_categorical(next_token_probs(logits, V, o), rng);
 }
 
+// The window: positions past max_len have no embedding, so a step sees the last max_len tokens.
+// With the cache, the window's tokens not yet cached are appended (the whole prompt first, then
+// one token a step). Once the window slides, every token in it has moved to a new position, and
+// K and V depend on the position at every layer (the embeddings are added at the input): the cache
+// is cleared and the window runs again, the cost of an uncached step, so the tokens stay exactly
+// those of the uncached path.
 std::vector<int32_t> decode(Model<float>& model, Batch& batch, int64_t max_new, int32_t eos_id,
                             const SamplingOptions& o, Rng& rng,
-                            const std::function<void(int32_t)>& on_token) {
+                            const std::function<void(int32_t)>& on_token, DecodePath path) {
   check_sampling_options(o);
   QKV_CHECK(batch.batch_size() == 1 && batch.seq_len() >= 1,
             "decode: expected one example with at least one token, got tokens {}",
@@ -108,24 +115,41 @@ std::vector<int32_t> decode(Model<float>& model, Batch& batch, int64_t max_new, 
   QKV_CHECK(model.config().arch != Arch::kEncoder,
             "decode: the model is an encoder, which predicts no next token");
   NoGradGuard no_grad;
-  batch.targets = IndexTensor();  // the continuation has none; the model computes no loss
+  EvalModeGuard<float> eval(model);  // no dropout: a continuation is a prediction
+  batch.targets = IndexTensor();     // the continuation has none; the model computes no loss
   const auto max_len = static_cast<size_t>(model.config().max_len);
   std::vector<int32_t> tokens = batch.tokens.data, out;
   std::vector<float> last;
-  auto set_tokens = [&](size_t start) {
+  auto ids_from = [&](size_t start) {
     const auto n = static_cast<int64_t>(tokens.size() - start);
-    batch.tokens = IndexTensor(
+    return IndexTensor(
         {1, n},
         std::vector<int32_t>(tokens.begin() + static_cast<std::ptrdiff_t>(start), tokens.end()));
-    batch.mask = BoolTensor({1, n}, 1);
   };
+  auto set_tokens = [&](size_t start) {
+    batch.tokens = ids_from(start);
+    batch.mask = BoolTensor(batch.tokens.shape, 1);
+  };
+  std::optional<KVCache<float>> cache;
+  if (path == DecodePath::kCached) cache = model.begin_decode(batch);  // seq2seq: the encoder
+  CachedForwardOptions last_only;
+  last_only.last_only = true;
+  size_t cached_from = 0;  // the cache holds tokens [cached_from, cached_from + length)
   for (int64_t step = 0; step < max_new; ++step) {
-    // The last max_len tokens: positions beyond max_len have no embedding.
-    set_tokens(tokens.size() > max_len ? tokens.size() - max_len : 0);
-    ForwardResult<float> r = model.forward(batch);
-    const Tensor<float>& logits = r.logits.value();  // [1, n, V]
-    const int64_t n = logits.size(1), V = logits.size(2);
-    last.assign(logits.data() + (n - 1) * V, logits.data() + n * V);
+    const size_t start = tokens.size() > max_len ? tokens.size() - max_len : 0;
+    Var<float> logits;  // [1, n, V]: the last row is the next token's
+    if (cache) {
+      if (start != cached_from) cache->clear();  // the window slid
+      cached_from = start;
+      logits =
+          model.forward_cached(*cache, ids_from(start + size_t(cache->length())), last_only).logits;
+    } else {
+      set_tokens(start);
+      logits = model.forward(batch).logits;
+    }
+    const int64_t V = logits.size(2);
+    const float* row = logits.value().data() + logits.numel() - V;
+    last.assign(row, row + V);
     last[size_t(Vocab::kPadId)] = -std::numeric_limits<float>::infinity();
     const int32_t id = sample_token(last.data(), V, o, rng);
     tokens.push_back(id);
@@ -137,24 +161,25 @@ std::vector<int32_t> decode(Model<float>& model, Batch& batch, int64_t max_new, 
   return out;
 }
 
-std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id) {
+std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id,
+                                   DecodePath path) {
   SamplingOptions greedy;
   greedy.temperature = 0;
   Rng unused(0);  // temperature 0 draws nothing
   const int64_t room = std::max<int64_t>(0, model.config().max_len - batch.seq_len());
-  return decode(model, batch, room, eos_id, greedy, unused);
+  return decode(model, batch, room, eos_id, greedy, unused, {}, path);
 }
 
 std::vector<int32_t> generate(Model<float>& model, std::vector<int32_t> context, int64_t max_new,
                               int32_t eos_id, const SamplingOptions& o, Rng& rng,
-                              const std::function<void(int32_t)>& on_token) {
+                              const std::function<void(int32_t)>& on_token, DecodePath path) {
   QKV_CHECK(!context.empty(), "generate: the context is empty");
   QKV_CHECK(model.config().arch == Arch::kDecoder, "generate: the model is a {}, not a decoder",
             model.config().arch);
   Batch batch;
   const auto n = static_cast<int64_t>(context.size());
   batch.tokens = IndexTensor({1, n}, std::move(context));
-  return decode(model, batch, max_new, eos_id, o, rng, on_token);
+  return decode(model, batch, max_new, eos_id, o, rng, on_token, path);
 }
 
 }  // namespace qkv

@@ -8,6 +8,11 @@
 // Temperature 0 is greedy: the argmax (the lowest id among ties), with no random draw. The
 // context a step sees is the last max_len tokens (a sliding window), so generation can run past
 // the model's max_len.
+//
+// By default the model runs with a KV cache (nn/kv_cache.h): the prompt once, then one position
+// per new token. While the window slides (past max_len) every position moves, so each step runs
+// the whole window again, as the uncached path does. DecodePath::kUncached runs the whole window
+// every step; both give the same tokens (the logits agree to float rounding).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +24,10 @@
 #include "nn/model.h"
 
 namespace qkv {
+
+/// How decode() runs the model: with a KV cache (one position per new token) or the whole
+/// window every step. Same tokens either way; kUncached is there to measure and test against.
+enum class DecodePath { kCached, kUncached };
 
 struct SamplingOptions {
   double temperature = 1.0;  // 0 = greedy argmax; > 1 flatter, < 1 sharper
@@ -47,19 +56,22 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingOptions& o, R
 /// sample_token() from the last position's logits over the last max_len tokens (a sliding
 /// window); <pad> is never chosen. Stops early after eos_id (when >= 0). on_token, when set, sees
 /// each id as it is chosen. Afterwards batch.tokens (and batch.mask) hold the whole sequence and
-/// batch.targets is empty. Returns the new ids.
+/// batch.targets is empty. Runs in eval mode without a graph. Returns the new ids.
 std::vector<int32_t> decode(Model<float>& model, Batch& batch, int64_t max_new, int32_t eos_id,
                             const SamplingOptions& o, Rng& rng,
-                            const std::function<void(int32_t)>& on_token = {});
+                            const std::function<void(int32_t)>& on_token = {},
+                            DecodePath path = DecodePath::kCached);
 
 /// Greedy continuation of `batch` (as decode() at temperature 0) until <eos> or the model's
 /// max_len; returns the appended ids.
-std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id);
+std::vector<int32_t> greedy_decode(Model<float>& model, Batch& batch, int32_t eos_id,
+                                   DecodePath path = DecodePath::kCached);
 
 /// Extends `context` (a decoder's token ids, not empty) by up to max_new tokens with decode();
 /// returns the new ids.
 std::vector<int32_t> generate(Model<float>& model, std::vector<int32_t> context, int64_t max_new,
                               int32_t eos_id, const SamplingOptions& o, Rng& rng,
-                              const std::function<void(int32_t)>& on_token = {});
+                              const std::function<void(int32_t)>& on_token = {},
+                              DecodePath path = DecodePath::kCached);
 
 }  // namespace qkv

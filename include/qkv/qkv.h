@@ -30,6 +30,7 @@
 
 #include "nn/batch_model.h"
 #include "nn/config.h"
+#include "nn/kv_cache.h"
 #include "nn/layers.h"
 #include "nn/model.h"
 #include "nn/model_gradcheck.h"

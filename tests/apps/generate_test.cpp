@@ -17,12 +17,12 @@
 
 #include <gtest/gtest.h>
 
-#include "train/load.h"
 #include "core/error.h"
 #include "nn/model.h"
 #include "run_qkv.h"
 #include "test_files.h"
 #include "train/checkpoint.h"
+#include "train/load.h"
 #include "train/run_config.h"
 
 namespace qkv::cli {
@@ -135,6 +135,22 @@ TEST_F(GenerateCommand, SameSeedSameTextOtherSeedOtherText) {
   EXPECT_NE(text("6"), a);
   // Greedy decoding ignores the seed.
   EXPECT_EQ(text("5", "0"), text("6", "0"));
+}
+
+TEST_F(GenerateCommand, TheKVCacheChangesNoText) {
+  // 60 characters past a prompt of 3: the cache fills the window of 24, then the window slides.
+  for (const std::string temperature : {"0", "1"}) {
+    const std::vector<std::string> args = {"--prompt", "The", "--max-new-tokens", "60",
+                                           "--seed",   "8",   "--temperature",    temperature};
+    const RunResult cached = generate_cmd(args);
+    std::vector<std::string> uncached_args = args;
+    uncached_args.push_back("--no-kv-cache");
+    const RunResult uncached = generate_cmd(uncached_args);
+    ASSERT_EQ(cached.status, 0) << cached.err;
+    ASSERT_EQ(uncached.status, 0) << uncached.err;
+    EXPECT_EQ(chars(cached.out), 3 + 60 + 1) << cached.out;
+    EXPECT_EQ(cached.out, uncached.out) << "temperature " << temperature;
+  }
 }
 
 TEST_F(GenerateCommand, SeveralSamplesEachStartWithThePrompt) {

@@ -1,7 +1,8 @@
 // Decoding (train/decode.h): temperature 0 and top-k 1 are greedy, draws at temperature T follow
 // softmax(logits / T) (a chi-square test that a wrong temperature fails), top-k and top-p never
 // leave their cut, the window slides past max_len, <eos> stops it, the same seed gives the same
-// tokens.
+// tokens; the KV-cache path gives the same tokens as the uncached one, greedy and sampled, past
+// max_len, for decoders and seq2seq.
 #include "train/decode.h"
 
 #include <algorithm>
@@ -306,6 +307,96 @@ TEST_F(GenerateModel, SameSeedSameTokensOtherSeedOthers) {
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
   for (int32_t id : a) EXPECT_NE(id, 0) << "<pad> was sampled";
+}
+
+// ---------------------------------------------------------------------------------------------
+// With and without the KV cache: the same tokens
+
+/// A decoder (or seq2seq) with `pos` positions whose next token depends on the whole context:
+/// GPT-2's initial values with every attention weight 25 times larger (std 0.5: the attention
+/// decides), and the head's 40 times (spread logits, as GenerateModel's). A wrong cached K or V
+/// row then changes the tokens.
+std::unique_ptr<Model<float>> context_model(const std::string& arch, const std::string& pos) {
+  ModelConfig c = ModelConfig::from_json({{"arch", arch},
+                                          {"vocab_size", 20},
+                                          {"max_len", 12},
+                                          {"d_model", 16},
+                                          {"n_heads", 2},
+                                          {"n_layers", 2},
+                                          {"d_ff", 32},
+                                          {"pos", pos},
+                                          {"tie_embeddings", false},
+                                          {"n_out", 20}});
+  auto model = std::make_unique<Model<float>>(c, 9);
+  auto params = model->export_parameters();
+  for (auto& [name, t] : params) {
+    const bool attn =
+        name.find("attn.W_") != std::string::npos && name.find("weight") != std::string::npos;
+    const float scale = attn ? 25.0f : name.find("head.weight") != std::string::npos ? 40.0f : 1.0f;
+    for (int64_t i = 0; i < t.numel(); ++i) t[i] *= scale;
+  }
+  model->load_parameters(params);
+  model->eval();
+  return model;
+}
+
+/// How many distinct ids `v` holds (a continuation that repeats one id would test little).
+size_t distinct(const std::vector<int32_t>& v) {
+  return std::set<int32_t>(v.begin(), v.end()).size();
+}
+
+TEST(DecodeCache, GreedyAndSampledTokensAreTheSameWithAndWithoutTheCache) {
+  const std::vector<int32_t> prompt = {3, 17, 8, 12};
+  for (const std::string pos : {"learned", "sinusoidal"}) {
+    auto model = context_model("decoder", pos);
+    SamplingOptions greedy;
+    greedy.temperature = 0;
+    SamplingOptions sampled;
+    sampled.temperature = 1.5;
+    sampled.top_k = 8;
+    sampled.top_p = 0.95;
+    for (const SamplingOptions& o : {greedy, sampled}) {
+      // 40 tokens: 7 cached steps fill the window of 8, then it slides for 33.
+      auto run = [&](DecodePath path) {
+        Rng rng(4);
+        return generate(*model, prompt, 40, -1, o, rng, {}, path);
+      };
+      const std::vector<int32_t> cached = run(DecodePath::kCached);
+      EXPECT_EQ(cached.size(), 40u);
+      EXPECT_GE(distinct(cached), 2u) << ::testing::PrintToString(cached);
+      EXPECT_EQ(cached, run(DecodePath::kUncached)) << pos << " T = " << o.temperature;
+    }
+  }
+}
+
+TEST(DecodeCache, APromptLongerThanTheWindowIsTheSameWithAndWithoutTheCache) {
+  auto model = context_model("decoder", "learned");
+  const std::vector<int32_t> prompt = {3, 7, 1, 4, 4, 9, 2, 6, 5, 11, 12};  // 11 > max_len 8
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  Rng a(1), b(1);
+  EXPECT_EQ(generate(*model, prompt, 5, -1, greedy, a, {}, DecodePath::kCached),
+            generate(*model, prompt, 5, -1, greedy, b, {}, DecodePath::kUncached));
+}
+
+TEST(DecodeCache, Seq2seqTokensAreTheSameWithAndWithoutTheCache) {
+  auto model = context_model("seq2seq", "sinusoidal");
+  Batch batch;
+  batch.src = IndexTensor({1, 5}, {4, 9, 2, 2, 0});
+  batch.src_mask = BoolTensor({1, 5}, std::vector<uint8_t>{1, 1, 1, 1, 0});
+  batch.tokens = IndexTensor({1, 1}, {1});
+  Batch other = batch;
+  const std::vector<int32_t> cached = greedy_decode(*model, batch, -1, DecodePath::kCached);
+  EXPECT_EQ(cached.size(), 11u);  // up to max_len 12
+  EXPECT_GE(distinct(cached), 2u) << ::testing::PrintToString(cached);
+  EXPECT_EQ(cached, greedy_decode(*model, other, -1, DecodePath::kUncached));
+  EXPECT_EQ(batch.tokens.data, other.tokens.data);
+  // Past max_len, sampled: the window slides while the encoder's K, V stay.
+  SamplingOptions o;
+  o.temperature = 2;
+  Rng r1(3), r2(3);
+  EXPECT_EQ(decode(*model, batch, 20, -1, o, r1, {}, DecodePath::kCached),
+            decode(*model, other, 20, -1, o, r2, {}, DecodePath::kUncached));
 }
 
 }  // namespace
