@@ -239,7 +239,8 @@ void add_train(CLI::App& app) {
       "--config FILE.json ({\"task\": …, \"model\": …, \"train\": …}) overrides them and flags "
       "override the file. Writes metrics.jsonl, loss.svg, accuracy.svg and checkpoints "
       "(step-XXXXXX.h5, best.h5, last.h5) into --out. Ctrl-C finishes the step, saves and exits "
-      "with status 130.");
+      "with status 130. Under 'mpirun -np N' it trains data-parallel over N ranks, --batch-size "
+      "being the global batch (docs/distributed.md).");
   std::string names;
   for (const std::string& n : known_tasks()) names += (names.empty() ? "" : ", ") + n;
   cmd->add_option("--task", a->task, "Task: " + names + " ('qkv tasks' lists their options)");
