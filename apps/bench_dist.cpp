@@ -15,27 +15,6 @@
 namespace qkv {
 namespace {
 
-/// Rows [begin, end) of a batch (the tensors whose first axis is B).
-Batch rows_of(const Batch& b, int64_t begin, int64_t end) {
-  auto rows = [&](const auto& t) {
-    using T = std::decay_t<decltype(t)>;
-    if (t.empty()) return T();
-    const int64_t B = t.shape[0], per_row = t.numel() / B;
-    Shape s = t.shape;
-    s[0] = end - begin;
-    return T(s, std::vector<typename decltype(t.data)::value_type>(t.data.begin() + begin * per_row,
-                                                                   t.data.begin() + end * per_row));
-  };
-  Batch out;
-  out.tokens = rows(b.tokens);
-  out.targets = rows(b.targets);
-  out.positions = rows(b.positions);
-  out.mask = rows(b.mask);
-  out.src = rows(b.src);
-  out.src_mask = rows(b.src_mask);
-  return out;
-}
-
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -73,7 +52,7 @@ RankBenchResult run_rank_bench(Communicator& comm, const BenchConfig& config, in
   AdamW<float> optimizer(model.named_parameters(), o);
   const Batch whole = bench_batch(config, seed + 7);
   const int64_t B = config.batch, r = comm.rank(), N = comm.size();
-  const Batch mine = rows_of(whole, B * r / N, B * (r + 1) / N);
+  const Batch mine = batch_rows(whole, B * r / N, B * (r + 1) / N);
   GradientAverager averager(comm, model.named_parameters());
 
   RankBenchResult res;

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <type_traits>
 
 #include "autograd/var.h"
+#include "core/error.h"
 
 namespace qkv {
 namespace {
@@ -12,6 +14,27 @@ namespace {
 enum Scalar { kLossSum, kCount, kTokens, kFailed, kStop, kScalars };
 
 }  // namespace
+
+Batch batch_rows(const Batch& b, int64_t begin, int64_t end) {
+  QKV_CHECK(0 <= begin && begin <= end && end <= b.batch_size(),
+            "batch_rows: examples [{}, {}) of a batch of {}", begin, end, b.batch_size());
+  auto rows = [&](const auto& t) {
+    using T = std::decay_t<decltype(t)>;
+    if (t.empty()) return T();
+    const int64_t per_row = t.numel() / t.shape[0];
+    Shape s = t.shape;
+    s[0] = end - begin;
+    return T(s, decltype(t.data)(t.data.begin() + begin * per_row, t.data.begin() + end * per_row));
+  };
+  Batch out;
+  out.tokens = rows(b.tokens);
+  out.targets = rows(b.targets);
+  out.positions = rows(b.positions);
+  out.mask = rows(b.mask);
+  out.src = rows(b.src);
+  out.src_mask = rows(b.src_mask);
+  return out;
+}
 
 GradientAverager::GradientAverager(Communicator& comm, OptimParams<float> params)
     : comm_(comm), params_(std::move(params)) {

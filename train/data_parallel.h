@@ -15,10 +15,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/batch.h"
 #include "train/distributed.h"
 #include "train/optimizer.h"
 
 namespace qkv {
+
+/// Examples [begin, end) of a batch: every tensor of it cut along its first axis (B).
+Batch batch_rows(const Batch& batch, int64_t begin, int64_t end);
 
 /// What one rank measured in its share of a step.
 struct RankShare {
