@@ -9,6 +9,7 @@
 #include "autograd/var.h"
 #include "core/error.h"
 #include "nn/model.h"
+#include "nn/nn_test_util.h"
 #include "nn/random_batch.h"
 #include "test_files.h"
 #include "train/data_parallel.h"
@@ -41,17 +42,14 @@ struct TwoRanksInTurn : Communicator {
   [[noreturn]] void abort(int) override { std::abort(); }
 };
 
-ModelConfig tiny_decoder() {
-  ModelConfig c;
-  c.arch = Arch::kDecoder;
-  c.vocab_size = 11;
-  c.max_len = 6;
-  c.d_model = 8;
-  c.n_heads = 2;
-  c.n_layers = 1;
-  c.d_ff = 16;
-  c.dropout = 0.0;
-  return c.resolved();
+/// A batch of `config` with B examples of T tokens; `padded`: ignored targets in it.
+Batch batch_of(const ModelConfig& config, int64_t B, int64_t T, bool padded) {
+  Rng rng(5);
+  RandomBatchOptions o;
+  o.batch_size = B;
+  o.seq_len = T;
+  o.padded = padded;
+  return random_batch(config, rng, o);
 }
 
 double loss_and_backward(Model<float>& model, const Batch& b) {
@@ -62,13 +60,9 @@ double loss_and_backward(Model<float>& model, const Batch& b) {
 }
 
 TEST(DataParallel, TwoSharesAverageToTheWholeBatchGradient) {
-  Model<float> model(tiny_decoder(), 3);
-  Rng rng(5);
-  RandomBatchOptions o;
-  o.batch_size = 4;
-  o.seq_len = 6;
-  o.padded = true;  // ignored targets: the two shares count different numbers of targets
-  const Batch whole = random_batch(model.config(), rng, o);
+  Model<float> model(testing::tiny("decoder"), 3);
+  // Ignored targets: the two shares count different numbers of targets.
+  const Batch whole = batch_of(model.config(), 4, 6, /*padded=*/true);
   const Batch first = batch_rows(whole, 0, 1), rest = batch_rows(whole, 1, 4);
   ASSERT_NE(count_targets(first) * 3, count_targets(rest)) << "the shares must weigh unequally";
 
@@ -103,12 +97,7 @@ TEST(DataParallel, TwoSharesAverageToTheWholeBatchGradient) {
 }
 
 TEST(DataParallel, BatchRowsCutsEveryTensorAlongTheBatch) {
-  Model<float> model(tiny_decoder(), 3);
-  Rng rng(5);
-  RandomBatchOptions o;
-  o.batch_size = 3;
-  o.seq_len = 4;
-  const Batch b = random_batch(model.config(), rng, o);
+  const Batch b = batch_of(testing::tiny("decoder"), 3, 4, /*padded=*/false);
   const Batch r = batch_rows(b, 1, 3);
   EXPECT_EQ(r.batch_size(), 2);
   EXPECT_EQ(r.tokens.data, std::vector<int32_t>(b.tokens.data.begin() + 4, b.tokens.data.end()));
