@@ -1,5 +1,6 @@
 #include "train/distributed.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <new>
 #include <vector>
@@ -32,7 +33,15 @@ Communicator& local_communicator() {
 Communicator& world() {
   return local_communicator();
 }
-DistributedSession::DistributedSession(int&, char**&) {}
+DistributedSession::DistributedSession(int&, char**&) {
+  // Started by mpirun all the same: each process would train alone, into the same folder.
+  const char* n = std::getenv("OMPI_COMM_WORLD_SIZE");
+  if (n && std::atoi(n) > 1)
+    std::fprintf(stderr,
+                 "qkv: note: this qkv was built without MPI (QKV_MPI off), so each of the %s "
+                 "processes mpirun started runs alone; rebuild with libopenmpi-dev installed\n",
+                 n);
+}
 DistributedSession::~DistributedSession() = default;
 #endif
 
