@@ -130,6 +130,49 @@ TEST(Ranks, TwoRanksFollowOneProcess) {
                            "did all the work";
 }
 
+TEST(Ranks, AnEncoderWithProbesFollowsOneProcess) {
+  // pronoun: an encoder (the loss is a mean over examples) whose validation probes rank 0 runs
+  // over the whole split while the training-split accuracy is sharded.
+  const std::string d = fresh_dir("pronoun");
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"train", "--task",       "pronoun", "--steps",
+                                    "10",    "--eval-every", "10",      "--batch-size",
+                                    "32",    "--threads",    "1",       "--progress",
+                                    "lines", "--out",        out};
+  };
+  ASSERT_EQ(run_ranks(0, args(d + "/one"), d).status, 0);
+  const test::RunResult two = run_ranks(2, args(d + "/two"), d);
+  ASSERT_EQ(two.status, 0) << two.err;
+  const std::vector<MetricsRecord> a = read_metrics(d + "/one/metrics.jsonl");
+  const std::vector<MetricsRecord> b = read_metrics(d + "/two/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  const MetricsRecord &x = a.back(), &y = b.back();
+  ASSERT_TRUE(x.val_loss && y.val_loss && x.loss && y.loss);
+  EXPECT_LE(std::abs(*x.loss - *y.loss), 1e-5 * *x.loss);
+  EXPECT_LE(std::abs(*x.val_loss - *y.val_loss), 1e-5 * *x.val_loss);
+  EXPECT_EQ(*x.val_accuracy, *y.val_accuracy);
+  EXPECT_EQ(x.extra.at("train_accuracy"), y.extra.at("train_accuracy"));
+  ASSERT_TRUE(y.extra.contains("probes")) << "rank 0 reports the probes";
+  EXPECT_NEAR(y.extra["probes"]["referent_attention"].begin()->get<double>(),
+              x.extra["probes"]["referent_attention"].begin()->get<double>(), 1e-5);
+}
+
+TEST(Ranks, ASetupFailureOnRank1AloneStopsRank0Too) {
+  // Two programs in one job (mpirun's "A : B"): rank 1 is given a broken --config.
+  const std::string d = fresh_dir("rank1_fails");
+  std::ofstream(d + "/broken.json") << "{not json";
+  std::vector<std::string> rank0 = copy_run(d + "/run", 5);
+  std::vector<std::string> args = rank0;
+  args.insert(args.end(), {":", "-np", "1", QKV_BIN});
+  args.insert(args.end(), rank0.begin(), rank0.end());
+  args.insert(args.end(), {"--config", d + "/broken.json"});
+  const test::RunResult r = run_ranks(1, args, d);
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(count(r.err, "qkv: rank 1 of 2: --config"), 1u) << r.err;
+  EXPECT_EQ(count(r.err, "qkv: "), 1u) << "rank 0 stops quietly: " << r.err;
+  EXPECT_EQ(r.out, "") << "no rank trained";
+}
+
 /// Every parameter of two checkpoints, bit for bit.
 void expect_same_bits(const std::string& a, const std::string& b) {
   const Checkpoint ca = load_checkpoint(a), cb = load_checkpoint(b);
