@@ -11,10 +11,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "apps/bench_dist.h"
+#include "nn/model.h"
 #include "run_qkv.h"
 #include "test_files.h"
 #include "train/checkpoint.h"
@@ -171,6 +174,42 @@ TEST(Ranks, ASetupFailureOnRank1AloneStopsRank0Too) {
   EXPECT_EQ(count(r.err, "qkv: rank 1 of 2: --config"), 1u) << r.err;
   EXPECT_EQ(count(r.err, "qkv: "), 1u) << "rank 0 stops quietly: " << r.err;
   EXPECT_EQ(r.out, "") << "no rank trained";
+}
+
+TEST(RankBench, TwoRanksReportTheAllreduceAndItsBytes) {
+  const std::string d = fresh_dir("bench");
+  const test::RunResult r = run_ranks(
+      2, {"bench", "--config", "tiny,small", "--steps", "3", "--warmup", "1", "--json"}, d);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<nlohmann::json> lines;
+  std::istringstream out(r.out);
+  for (std::string line; std::getline(out, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u) << "rank 0 alone prints, one line per configuration: " << r.out;
+  for (const nlohmann::json& j : lines) {
+    const BenchConfig& c = bench_config(j["config"].get<std::string>());
+    const Model<float> model(c.model, 1);
+    const int64_t tensors = static_cast<int64_t>(model.named_parameters().size());
+    EXPECT_EQ(j["ranks"], 2);
+    // Every gradient, a defined flag per tensor and five scalars, in float32.
+    EXPECT_EQ(j["bytes_reduced"].get<int64_t>(), 4 * (model.num_parameters() + tensors + 5));
+    EXPECT_EQ(j["ring_bytes_per_rank"].get<double>(), j["bytes_reduced"].get<double>());
+    EXPECT_GT(j["allreduce_ms"].get<double>(), 0.0);
+    EXPECT_LT(j["allreduce_ms"].get<double>(), j["ms_per_step"].get<double>());
+    const double tokens_per_s =
+        double(c.batch * c.seq_len()) / (j["ms_per_step"].get<double>() / 1000);
+    EXPECT_NEAR(j["tokens_per_s"].get<double>(), tokens_per_s, 1e-3 * tokens_per_s)
+        << "ms_per_step is printed to 3 decimals";
+  }
+}
+
+TEST(RankBench, ConfigListsNameEachConfiguration) {
+  const std::vector<const BenchConfig*> two = bench_config_list("medium,large");
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0]->name, "medium");
+  EXPECT_EQ(two[1]->name, "large");
+  EXPECT_EQ(bench_config_list("all").size(), bench_configs().size());
+  EXPECT_EQ(test::error_of([] { bench_config_list("medium,huge"); }),
+            "--config: unknown configuration 'huge'; choose tiny, small, medium, large or all");
 }
 
 /// Every parameter of two checkpoints, bit for bit.
