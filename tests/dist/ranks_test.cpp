@@ -82,19 +82,13 @@ std::vector<double> losses(const std::string& run) {
   return out;
 }
 
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 TEST(Ranks, TwoRanksFollowOneProcess) {
   const std::string d = fresh_dir("follow");
   ASSERT_EQ(run_ranks(0, copy_run(d + "/one", 50), d).status, 0);
   const test::RunResult two = run_ranks(2, copy_run(d + "/two", 50), d);
   ASSERT_EQ(two.status, 0) << two.err;
   EXPECT_NE(two.err.find("over 2 ranks"), std::string::npos) << two.err;
-  EXPECT_EQ(count(two.out, "trained 50 steps"), 1u) << "rank 0 alone reports: " << two.out;
+  EXPECT_EQ(test::count_of(two.out, "trained 50 steps"), 1u) << "rank 0 alone reports: " << two.out;
 
   const std::vector<double> a = losses(d + "/one"), b = losses(d + "/two");
   ASSERT_EQ(a.size(), 50u);
@@ -171,8 +165,8 @@ TEST(Ranks, ASetupFailureOnRank1AloneStopsRank0Too) {
   args.insert(args.end(), {"--config", d + "/broken.json"});
   const test::RunResult r = run_ranks(1, args, d);
   EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_EQ(count(r.err, "qkv: rank 1 of 2: --config"), 1u) << r.err;
-  EXPECT_EQ(count(r.err, "qkv: "), 1u) << "rank 0 stops quietly: " << r.err;
+  EXPECT_EQ(test::count_of(r.err, "qkv: rank 1 of 2: --config"), 1u) << r.err;
+  EXPECT_EQ(test::count_of(r.err, "qkv: "), 1u) << "rank 0 stops quietly: " << r.err;
   EXPECT_EQ(r.out, "") << "no rank trained";
 }
 
@@ -260,7 +254,8 @@ TEST(Ranks, ABadFileStopsEveryRankWithStatus2AndOneMessage) {
   std::ofstream(d + "/broken.h5") << "not a checkpoint";
   const test::RunResult r = run_ranks(2, {"train", "--resume", d + "/broken.h5"}, d);
   EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_EQ(count(r.err, "broken.h5"), 1u) << "one message, from the rank that failed: " << r.err;
+  EXPECT_EQ(test::count_of(r.err, "broken.h5"), 1u)
+      << "one message, from the rank that failed: " << r.err;
 }
 
 TEST(Ranks, ANonFiniteLossStopsEveryRankWithStatus1) {
@@ -269,7 +264,18 @@ TEST(Ranks, ANonFiniteLossStopsEveryRankWithStatus1) {
   args.insert(args.end(), {"--optimizer", "sgd", "--lr", "1e30", "--clip", "0"});
   const test::RunResult r = run_ranks(2, args, d);
   EXPECT_EQ(r.status, 1) << r.err;
-  EXPECT_EQ(count(r.err, "training stopped"), 1u) << r.err;
+  EXPECT_EQ(test::count_of(r.err, "training stopped"), 1u) << r.err;
+}
+
+TEST(Ranks, AFailedWriteOnRank0StopsEveryRankWithStatus2) {
+  // Rank 0 alone writes; its error travels with the next step's allreduce.
+  const test::Tmpfs disk("dist_tiny_disk", "64k");
+  if (!disk.error().empty()) GTEST_SKIP() << disk.error();
+  std::vector<std::string> args = copy_run(disk.dir() + "/run", 40);
+  args.insert(args.end(), {"--save-every", "5"});
+  const test::RunResult r = run_ranks(2, args, fresh_dir("disk_full"));
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(test::count_of(r.err, "No space left on device"), 1u) << r.err;
 }
 
 /// The pid of the process running rank `rank` of a job whose command line holds `marker`.
@@ -315,7 +321,7 @@ TEST(Ranks, SigintOnOneRankStopsEveryRankWithStatus130AndACheckpoint) {
   ASSERT_TRUE(WIFEXITED(raw));
   const std::string err = test::slurp(d + "/stderr.txt");
   EXPECT_EQ(WEXITSTATUS(raw), 130) << err;
-  EXPECT_EQ(count(err, "interrupted after step"), 1u) << err;
+  EXPECT_EQ(test::count_of(err, "interrupted after step"), 1u) << err;
   EXPECT_TRUE(fs::exists(out + "/last.h5"));
   // The checkpoint holds the step every rank stopped at.
   const Checkpoint c = load_checkpoint(out + "/last.h5");
