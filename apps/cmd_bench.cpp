@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "apps/bench.h"
+#include "apps/bench_dist.h"
 #include "apps/bench_generate.h"
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
@@ -58,11 +59,7 @@ std::string load_average() {
 
 void run(const BenchArgs& a) {
   const std::vector<int> threads = thread_choices(a.threads);
-  std::vector<const BenchConfig*> configs;
-  if (a.config == "all")
-    for (const BenchConfig& c : bench_configs()) configs.push_back(&c);
-  else
-    configs.push_back(&bench_config(a.config));
+  const std::vector<const BenchConfig*> configs = bench_config_list(a.config);
 
   std::optional<std::string> peer;
   if (a.peer) {
@@ -162,8 +159,19 @@ void add_bench(CLI::App& app) {
       "per step (zero grad + forward + loss + backward + AdamW) and tokens/s. --peer runs the "
       "PyTorch peer (bench/torch_peer.py, or $QKV_TORCH_PEER) in the same run and prints the "
       "ratio qkv/torch of ms per step.");
-  cmd->add_option("--config", a->config, "tiny, small, medium, large or all")
-      ->check(CLI::IsMember({"tiny", "small", "medium", "large", "all"}))
+  cmd->add_option("--config", a->config,
+                  "tiny, small, medium, large, all, or a list such as medium,large")
+      ->check(
+          [](const std::string& s) {
+            try {
+              bench_config_list(s);
+              return std::string();
+            } catch (const Error& e) {  // without bench_config's "--config: " (CLI11 adds it)
+              const std::string m = e.what();
+              return m.rfind("--config: ", 0) == 0 ? m.substr(10) : m;
+            }
+          },
+          "CONFIG")
       ->capture_default_str();
   cmd->add_option("--threads", a->threads, "OpenMP threads, or best (the faster of 1 and 2)")
       ->capture_default_str();
@@ -180,9 +188,16 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--json", a->json, "One JSON object per configuration instead of a table");
   const auto gen = add_generate_bench_options(*cmd);  // --generate: the KV cache's speed-up
   cmd->callback([a, gen] {
-    if (!gen->on) return run(*a);
-    run_generate_bench_command(*gen, a->config, thread_choices(a->threads).front(),
-                               static_cast<uint64_t>(a->seed), a->json);
+    if (gen->on)
+      return run_generate_bench_command(*gen, a->config, thread_choices(a->threads).front(),
+                                        static_cast<uint64_t>(a->seed), a->json);
+    // Under mpirun: data-parallel steps across the ranks (apps/bench_dist.h), 1 thread per rank
+    // unless --threads says otherwise.
+    if (world().size() > 1)
+      return print_rank_bench(world(), bench_config_list(a->config),
+                              a->threads == "best" ? 1 : thread_choices(a->threads).front(),
+                              a->steps, a->warmup, static_cast<uint64_t>(a->seed), a->json);
+    run(*a);
   });
 }
 

@@ -15,6 +15,7 @@
 #include "apps/commands.h"
 #include "core/error.h"
 #include "core/json_reader.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace qkv::cli {
@@ -158,6 +159,75 @@ RunConfig resolve_or_explain(const TrainArgs& a, const nlohmann::json& file,
   }
 }
 
+/// The run: every rank builds the same trainer (their setup agreed on: a rank that fails it stops
+/// them all) and trains; rank 0 alone reports.
+void train(const TrainArgs& a, const std::vector<Flag>& flags, Communicator& comm) {
+  TrainerOptions o;
+  o.comm = &comm;
+  std::unique_ptr<Trainer> trainer;
+  run_together(comm, [&] {
+    o.out_dir = a.out;
+    o.force = a.force;
+    o.progress = a.progress == "bar"     ? Progress::kBar
+                 : a.progress == "lines" ? Progress::kLines
+                 : a.progress == "quiet" ? Progress::kQuiet
+                                         : Progress::kAuto;
+    if (!a.resume.empty()) {
+      // The checkpoint fixes the task, the model and what the run was built with.
+      static const std::vector<std::string> kFixed = {"--data",      "--seed",    "--batch-size",
+                                                      "--optimizer", "--d-model", "--n-heads",
+                                                      "--n-layers",  "--d-ff",    "--dropout"};
+      for (const Flag& f : flags)
+        for (const std::string& name : kFixed)
+          if (f.opt->count() > 0 && f.opt->check_name(name))
+            fail("{} cannot be used with --resume: the checkpoint fixes it", name);
+      if (!a.task.empty()) fail("--task cannot be used with --resume: the checkpoint fixes it");
+      if (a.print_config)
+        fail("--print-config cannot be used with --resume: the checkpoint holds the config");
+      if (!a.config.empty())
+        fail("--config cannot be used with --resume: the checkpoint holds the config");
+      nlohmann::json train = nlohmann::json::object();
+      for (const Flag& f : flags)
+        if (f.opt->count() > 0) train[f.key] = f.value();
+      set_threads(a.threads);
+      trainer = Trainer::resume(a.resume, o, train);
+    } else {
+      const nlohmann::json file = a.config.empty()
+                                      ? nlohmann::json(nullptr)
+                                      : read_json_file(a.config, "--config " + a.config);
+      nlohmann::json overrides = {{"task", nlohmann::json::object()},
+                                  {"model", nlohmann::json::object()},
+                                  {"train", nlohmann::json::object()}};
+      for (const Flag& f : flags)
+        if (f.opt->count() > 0) overrides[f.section][f.key] = f.value();
+      const RunConfig cfg = resolve_or_explain(a, file, overrides);
+      if (a.print_config) {
+        if (comm.rank() == 0) fmt::print("{}\n", cfg.to_json().dump(2));
+        return;
+      }
+      if (o.out_dir.empty()) o.out_dir = "runs/" + cfg.task["name"].get<std::string>();
+      set_threads(a.threads);
+      trainer = std::make_unique<Trainer>(cfg, o);
+    }
+  });
+  if (!trainer) return;  // --print-config
+
+  install_stop_handlers();
+  const TrainResult r = trainer->run();
+  const bool speaks = comm.rank() == 0;  // the ranks end alike; one of them says so
+  switch (r.status) {
+    case TrainResult::Status::kCompleted:
+      if (speaks) fmt::print("{}\n", r.message);
+      return;
+    case TrainResult::Status::kInterrupted:
+      if (speaks) fmt::print(stderr, "qkv: {}\n", r.message);
+      throw Exit{130};
+    case TrainResult::Status::kDiverged:
+      if (speaks) fmt::print(stderr, "qkv: {}\n", r.message);
+      throw Exit{1};
+  }
+}
+
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -169,7 +239,8 @@ void add_train(CLI::App& app) {
       "--config FILE.json ({\"task\": …, \"model\": …, \"train\": …}) overrides them and flags "
       "override the file. Writes metrics.jsonl, loss.svg, accuracy.svg and checkpoints "
       "(step-XXXXXX.h5, best.h5, last.h5) into --out. Ctrl-C finishes the step, saves and exits "
-      "with status 130.");
+      "with status 130. Under 'mpirun -np N' it trains data-parallel over N ranks, --batch-size "
+      "being the global batch (docs/distributed.md).");
   std::string names;
   for (const std::string& n : known_tasks()) names += (names.empty() ? "" : ", ") + n;
   cmd->add_option("--task", a->task, "Task: " + names + " ('qkv tasks' lists their options)");
@@ -252,65 +323,28 @@ void add_train(CLI::App& app) {
   cmd->footer([flags] { return task_defaults(*flags); });
 
   cmd->callback([a, flags] {
-    TrainerOptions o;
-    o.out_dir = a->out;
-    o.force = a->force;
-    o.progress = a->progress == "bar"     ? Progress::kBar
-                 : a->progress == "lines" ? Progress::kLines
-                 : a->progress == "quiet" ? Progress::kQuiet
-                                          : Progress::kAuto;
-
-    std::unique_ptr<Trainer> trainer;
-    if (!a->resume.empty()) {
-      // The checkpoint fixes the task, the model and what the run was built with.
-      static const std::vector<std::string> kFixed = {"--data",      "--seed",    "--batch-size",
-                                                      "--optimizer", "--d-model", "--n-heads",
-                                                      "--n-layers",  "--d-ff",    "--dropout"};
-      for (const Flag& f : *flags)
-        for (const std::string& name : kFixed)
-          if (f.opt->count() > 0 && f.opt->check_name(name))
-            fail("{} cannot be used with --resume: the checkpoint fixes it", name);
-      if (!a->task.empty()) fail("--task cannot be used with --resume: the checkpoint fixes it");
-      if (a->print_config)
-        fail("--print-config cannot be used with --resume: the checkpoint holds the config");
-      if (!a->config.empty())
-        fail("--config cannot be used with --resume: the checkpoint holds the config");
-      nlohmann::json train = nlohmann::json::object();
-      for (const Flag& f : *flags)
-        if (f.opt->count() > 0) train[f.key] = f.value();
-      set_threads(a->threads);
-      trainer = Trainer::resume(a->resume, o, train);
-    } else {
-      const nlohmann::json file = a->config.empty()
-                                      ? nlohmann::json(nullptr)
-                                      : read_json_file(a->config, "--config " + a->config);
-      nlohmann::json overrides = {{"task", nlohmann::json::object()},
-                                  {"model", nlohmann::json::object()},
-                                  {"train", nlohmann::json::object()}};
-      for (const Flag& f : *flags)
-        if (f.opt->count() > 0) overrides[f.section][f.key] = f.value();
-      const RunConfig cfg = resolve_or_explain(*a, file, overrides);
-      if (a->print_config) {
-        fmt::print("{}\n", cfg.to_json().dump(2));
-        return;
+    // Under mpirun every rank runs this; a failure on any rank stops them all with its status.
+    Communicator& comm = world();
+    try {
+      train(*a, *flags, comm);
+    } catch (const StoppedByRank& s) {
+      throw Exit{s.status};  // the failing rank said why
+    } catch (const AgreedError& e) {
+      fmt::print(stderr, "qkv: {}\n", e.what());
+      throw Exit{e.status};
+    } catch (const Exit&) {
+      throw;  // every rank ends alike (the run's own status)
+    } catch (...) {
+      if (comm.size() == 1) throw;
+      // Known to this rank alone, while the others may be waiting for it in a collective.
+      const std::exception_ptr error = std::current_exception();
+      try {
+        rethrow_from_rank(comm, error);
+      } catch (const AgreedError& e) {
+        fmt::print(stderr, "qkv: {}; stopping every rank\n", e.what());
       }
-      if (o.out_dir.empty()) o.out_dir = "runs/" + cfg.task["name"].get<std::string>();
-      set_threads(a->threads);
-      trainer = std::make_unique<Trainer>(cfg, o);
-    }
-
-    install_stop_handlers();
-    const TrainResult r = trainer->run();
-    switch (r.status) {
-      case TrainResult::Status::kCompleted:
-        fmt::print("{}\n", r.message);
-        return;
-      case TrainResult::Status::kInterrupted:
-        fmt::print(stderr, "qkv: {}\n", r.message);
-        throw Exit{130};
-      case TrainResult::Status::kDiverged:
-        fmt::print(stderr, "qkv: {}\n", r.message);
-        throw Exit{1};
+      std::fflush(stderr);
+      comm.abort(exit_status_of(error));
     }
   });
 }

@@ -7,8 +7,10 @@
 #include "apps/commands.h"
 #include "core/error.h"
 #include "core/version.h"
+#include "train/distributed.h"
 
 int main(int argc, char** argv) {
+  qkv::DistributedSession mpi(argc, argv);  // MPI_Init under mpirun (docs/distributed.md)
   CLI::App app{
       "qkv — train toy transformers from scratch, gradient-check the attention backward pass,\n"
       "and see every number of Attention(Q, K, V) = softmax(Q·Kᵀ/√d_k)·V.",

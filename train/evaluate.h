@@ -10,6 +10,7 @@
 
 #include "datasets/task.h"
 #include "nn/batch_model.h"
+#include "train/distributed.h"
 
 namespace qkv {
 
@@ -38,6 +39,19 @@ using EvalProgress = std::function<void(int64_t done, int64_t total)>;
 EvalResult evaluate(BatchModel<float>& model, const Task& task, Split split,
                     int64_t batch_size = 256, int64_t max_examples = 0,
                     const EvalProgress& progress = {});
+
+/// Whether an evaluation across ranks must report the task's probes.
+enum class ProbeUse { kReport, kSkip };
+
+/// evaluate() over the ranks of `comm`, the same result on every rank (collective). Each rank
+/// scores a contiguous share of the examples and the loss sums, counts and scores are added up.
+/// Probes cannot be added up (their state is the task's): with ProbeUse::kReport and a task that
+/// has probes, rank 0 evaluates the whole split with its probes, as one process would, and the
+/// other ranks receive its loss and score (their result has no probe reports). With one rank it
+/// is evaluate(). `progress` is told of this rank's own share.
+EvalResult evaluate_across(Communicator& comm, BatchModel<float>& model, const Task& task,
+                           Split split, int64_t batch_size, int64_t max_examples,
+                           ProbeUse probe_use, const EvalProgress& progress = {});
 
 /// The read-out row of every self-attention module on one sentence (the row at the batch's
 /// read-out position, or the last position for a decoder): [H][S] per module. Eval mode.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <utility>
 
 #include <fmt/core.h>
 
@@ -29,6 +30,8 @@ namespace {
 /// The data-order generator's seed: the run seed on a stream of its own (a config-built model's
 /// initialisation and dropout streams are derived from the same seed inside Model).
 constexpr uint64_t kDataStream = 0xD1B54A32D192ED03ULL;
+/// Across ranks, the dropout streams' seeds (see Trainer::reseed_dropout).
+constexpr uint64_t kRankDropoutStream = 0x2545F4914F6CDD1DULL;
 
 /// The task of a run config, checked against its model config.
 std::unique_ptr<Task> checked_task(const RunConfig& config) {
@@ -77,11 +80,23 @@ Trainer::Trainer(std::unique_ptr<Task> task, std::unique_ptr<BatchModel<float>> 
 
 Trainer::Trainer(std::unique_ptr<Task> task, std::unique_ptr<BatchModel<float>> model,
                  const TrainConfig& train, TrainerOptions options, bool resuming)
-    : train_(train), opt_(std::move(options)), task_(std::move(task)), model_(std::move(model)) {
+    : train_(train),
+      opt_(std::move(options)),
+      task_(std::move(task)),
+      model_(std::move(model)),
+      comm_(opt_.comm ? opt_.comm : &local_communicator()) {
   QKV_CHECK(task_ && model_, "Trainer: a task and a model are needed");
   train_.validate();
   QKV_CHECK(task_->size(Split::kTrain) > 0, "task '{}' has no training examples", task_->name());
-  if (!opt_.out_dir.empty()) {
+  if (distributed()) {
+    const int64_t B = std::min(train_.batch_size, task_->size(Split::kTrain));
+    QKV_CHECK(B >= comm_->size(),
+              "--batch-size {}: {} ranks need at least one example each; use a batch of at least "
+              "{} or fewer ranks",
+              B, comm_->size(), comm_->size());
+    if (comm_->rank() > 0) opt_.progress = Progress::kQuiet;  // rank 0 shows the run
+  }
+  if (writes()) {
     std::error_code ec;
     if (fs::exists(opt_.out_dir, ec) && !fs::is_directory(opt_.out_dir, ec))
       fail("output folder '{}' is a file; choose another --out", opt_.out_dir);
@@ -98,6 +113,7 @@ Trainer::Trainer(std::unique_ptr<Task> task, std::unique_ptr<BatchModel<float>> 
   schedule_ = std::make_unique<LrSchedule>(LrSchedule::parse(
       train_.schedule, train_.lr, train_.steps, train_.warmup, train_.min_lr_ratio));
   data_rng_ = Rng(train_.seed ^ kDataStream);
+  if (distributed()) averager_ = std::make_unique<GradientAverager>(*comm_, params_);
   if (!resuming) {
     prepare_out_dir(/*resuming=*/false, 0);
     start_epoch();
@@ -176,11 +192,12 @@ std::unique_ptr<Trainer> Trainer::resume_from(const Checkpoint& ck, const std::s
                                               const TrainConfig& train, TrainerOptions options) {
   const auto [dir, same] = resume_folder(checkpoint, options.out_dir);
   options.out_dir = dir;
-  if (!same) check_out_dir(dir, options.force);
+  const Communicator* comm = options.comm ? options.comm : &local_communicator();
+  if (!same && comm->rank() == 0) check_out_dir(dir, options.force);
   std::unique_ptr<Trainer> t(
       new Trainer(std::move(task), std::move(model), train, std::move(options), /*resuming=*/true));
   t->restore(ck, checkpoint);
-  if (!same) {  // the new folder starts with the run's history, so its curves are whole
+  if (!same && t->writes()) {  // the new folder starts with the run's history: whole curves
     const std::string from = (fs::path(checkpoint).parent_path() / "metrics.jsonl").string();
     std::error_code ec;
     if (fs::exists(from, ec) && !fs::exists(t->path("metrics.jsonl"), ec)) {
@@ -239,7 +256,7 @@ void Trainer::restore(const Checkpoint& ck, const std::string& checkpoint) {
 // Output folder
 
 void Trainer::prepare_out_dir(bool resuming, int64_t resume_step) {
-  if (opt_.out_dir.empty()) return;
+  if (!writes()) return;
   const int stale = remove_stale_temporaries(opt_.out_dir);
   if (stale > 0)
     fmt::print(stderr,
@@ -304,7 +321,10 @@ Batch Trainer::next_batch() {
     ++epoch_;
     start_epoch();
   }
-  std::vector<int64_t> idx(order_.begin() + pos_, order_.begin() + pos_ + B);
+  // Across ranks, rank r takes the contiguous share [B·r/N, B·(r+1)/N) of the global batch.
+  const int64_t r = comm_->rank(), N = comm_->size();
+  std::vector<int64_t> idx(order_.begin() + pos_ + B * r / N,
+                           order_.begin() + pos_ + B * (r + 1) / N);
   pos_ += B;
   return task_->batch(Split::kTrain, idx);
 }
@@ -336,7 +356,7 @@ void Trainer::save(const std::string& file) const {
 }
 
 std::string Trainer::checkpoint_now(TrainResult& result) {
-  if (opt_.out_dir.empty()) return "";
+  if (!writes()) return "";
   const std::string file = path(step_checkpoint_name(step_));
   save(file);
   point_last_at(file, path("last.h5"));  // after a kill, last.h5 is the newest checkpoint
@@ -359,9 +379,13 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   EvalResult e;
   {
     EvalMeter meter(opt_.progress, "val");
-    e = evaluate(*model_, *task_, Split::kVal, batch, train_.eval_examples, std::ref(meter));
+    e = evaluate_across(*comm_, *model_, *task_, Split::kVal, batch, train_.eval_examples,
+                        ProbeUse::kReport, std::ref(meter));
   }
-  if (e.interrupted) return;  // a stop request: the partial evaluation says nothing
+  if (e.interrupted) {  // a stop request: the partial evaluation says nothing
+    stop_agreed_ = true;
+    return;
+  }
   rec.val_loss = e.loss;
   rec.val_accuracy = e.score.accuracy();
   if (task_->arch() != Arch::kEncoder)  // a sequence task: its per-token accuracy too
@@ -373,7 +397,8 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
   EvalResult tr;
   {
     EvalMeter meter(opt_.progress, "train");
-    tr = evaluate(*model_, *task_, Split::kTrain, batch, n_train, std::ref(meter));
+    tr = evaluate_across(*comm_, *model_, *task_, Split::kTrain, batch, n_train, ProbeUse::kSkip,
+                         std::ref(meter));
   }
   if (!tr.interrupted) rec.extra["train_accuracy"] = tr.score.accuracy();
   rec.extra["epoch"] = epoch_;
@@ -393,7 +418,7 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
     rec.extra["probes"] = probes;
   }
   focus_ = e.focus();
-  if (!opt_.out_dir.empty()) record_probe(focus_);
+  if (writes()) on_rank0([&] { record_probe(focus_); });
   // Best: the highest val accuracy, ties going to the lower val loss; for a language model
   // (Task::best_by_loss) the lowest val loss.
   const double acc = e.score.accuracy();
@@ -405,7 +430,7 @@ void Trainer::evaluate_now(MetricsRecord& rec, TrainResult& result) {
     best_val_accuracy_ = acc;
     best_val_loss_ = e.loss;
     best_step_ = step_;
-    if (!opt_.out_dir.empty()) save(path("best.h5"));
+    if (writes()) on_rank0([&] { save(path("best.h5")); });
   }
   result.last_eval = std::move(e);
 }
@@ -501,6 +526,74 @@ std::string Trainer::summary_line(int64_t step, const MetricsRecord& r, const Ev
 }
 
 // ---------------------------------------------------------------------------------------------
+// One step's gradients, alone or across ranks
+
+std::pair<double, double> Trainer::compute_gradients(int64_t step) {
+  if (distributed()) return compute_gradients_across_ranks(step);
+  const Batch batch = next_batch();
+  double loss;
+  {
+    ForwardResult<float> r = model_->forward(batch);
+    loss = r.loss.item();
+    r.loss.backward();
+  }
+  if (opt_.after_backward) opt_.after_backward(step, *model_);
+  return {loss, double(count_tokens(batch))};
+}
+
+std::pair<double, double> Trainer::compute_gradients_across_ranks(int64_t step) {
+  RankShare mine;
+  std::exception_ptr error = std::exchange(held_error_, nullptr);
+  if (!error) {
+    try {
+      reseed_dropout(step);
+      const Batch batch = next_batch();
+      mine.count = double(count_targets(batch));  // the loss's denominator (examples: encoder)
+      mine.tokens = double(count_tokens(batch));
+      ForwardResult<float> r = model_->forward(batch);
+      mine.loss = r.loss.item();
+      r.loss.backward();
+      if (opt_.after_backward) opt_.after_backward(step, *model_);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  mine.failed = error != nullptr;
+  mine.stop = stop_requested();
+  const BatchTotals total = averager_->average(mine);
+  if (total.failed) {  // a second collective, on failure only: who failed, and with what status
+    const AgreedStatus agreed = agree_status(*comm_, error ? exit_status_of(error) : 0);
+    if (agreed.rank == comm_->rank()) rethrow_from_rank(*comm_, error);
+    throw StoppedByRank(agreed.status, agreed.rank);
+  }
+  stop_agreed_ = total.stop;
+  return {total.loss, total.tokens};
+}
+
+void Trainer::reseed_dropout(int64_t step) {
+  // Each rank draws its own masks from a stream fixed by (seed, step, rank, generator): no two
+  // ranks share one, and a resumed run draws exactly what the uninterrupted one did without a
+  // generator per rank in the checkpoint.
+  uint64_t i = 0;
+  for (const auto& [name, state] : model_->rng_states()) {
+    const uint64_t key =
+        (train_.seed ^ kRankDropoutStream) + 0x9E3779B97F4A7C15ULL * uint64_t(step) +
+        0xBF58476D1CE4E5B9ULL * uint64_t(comm_->rank() + 1) + 0x94D049BB133111EBULL * ++i;
+    model_->set_rng_state(name, Rng(key).state());
+  }
+}
+
+void Trainer::on_rank0(const std::function<void()>& write) {
+  if (comm_->rank() != 0) return;
+  if (!distributed()) return write();
+  try {
+    write();
+  } catch (...) {
+    if (!held_error_) held_error_ = std::current_exception();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The loop
 
 TrainResult Trainer::run() {
@@ -510,13 +603,13 @@ TrainResult Trainer::run() {
   const int64_t start_step = step_;
   ProgressDisplay display(opt_.progress, t.steps, step_);
   std::unique_ptr<MetricsWriter> metrics;
-  if (!opt_.out_dir.empty()) metrics = std::make_unique<MetricsWriter>(path("metrics.jsonl"));
+  if (writes()) on_rank0([&] { metrics = std::make_unique<MetricsWriter>(path("metrics.jsonl")); });
 
-  display.line(fmt::format("{} {}: {}, {} steps{} × batch {}, {} lr {:g} {}{}",
-                           resumed_ ? "resuming" : "training", task_->name(), model_->describe(),
-                           t.steps, resumed_ ? fmt::format(" (from {})", step_) : "", t.batch_size,
-                           t.optimizer, t.lr, t.schedule,
-                           opt_.out_dir.empty() ? "" : ", out " + opt_.out_dir));
+  display.line(fmt::format(
+      "{} {}: {}, {} steps{} × batch {}{}, {} lr {:g} {}{}", resumed_ ? "resuming" : "training",
+      task_->name(), model_->describe(), t.steps, resumed_ ? fmt::format(" (from {})", step_) : "",
+      t.batch_size, distributed() ? fmt::format(" over {} ranks", comm_->size()) : "", t.optimizer,
+      t.lr, t.schedule, opt_.out_dir.empty() ? "" : ", out " + opt_.out_dir));
 
   auto finish = [&](TrainResult::Status status) {
     display.finish();
@@ -533,26 +626,21 @@ TrainResult Trainer::run() {
     MetricsRecord rec;
     rec.step = 0;
     evaluate_now(rec, res);
-    if (metrics) metrics->write(rec);
+    if (metrics) on_rank0([&] { metrics->write(rec); });
     display.line(summary_line(0, rec, res.last_eval));
   }
 
   bool interrupted = false;
   while (step_ < t.steps) {
-    if (stop_requested()) {
+    // Across ranks a stop request is acted on when every rank knows of it: after the allreduce
+    // of the step it arrived in.
+    if (distributed() ? stop_agreed_ : stop_requested()) {
       interrupted = true;
       break;
     }
-    const Batch batch = next_batch();
     const int64_t s = step_ + 1;
     const auto t0 = std::chrono::steady_clock::now();
-    double loss;
-    {
-      ForwardResult<float> r = model_->forward(batch);
-      loss = r.loss.item();
-      r.loss.backward();
-    }
-    if (opt_.after_backward) opt_.after_backward(s, *model_);
+    const auto [loss, tokens] = compute_gradients(s);
     const double norm = clip_grad_norm(params_, t.clip);
     const double lr = schedule_->lr(step_);
     MetricsRecord rec;
@@ -566,7 +654,7 @@ TrainResult Trainer::run() {
                                    : fmt::format("the loss is not finite ({})", loss);
       if (!t.skip_nonfinite) {
         rec.extra["nonfinite"] = bad ? *bad : "loss";
-        if (metrics) metrics->write(rec);
+        if (metrics) on_rank0([&] { metrics->write(rec); });
         res.message = fmt::format(
             "step {}: {} (loss {}, gradient norm {}); training stopped. {}. Lower --lr, keep "
             "--clip on, or pass --skip-nonfinite to skip such steps",
@@ -592,27 +680,33 @@ TrainResult Trainer::run() {
     }
     step_ = s;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rec.tokens_per_s = dt > 0 ? double(count_tokens(batch)) / dt : 0.0;
+    rec.tokens_per_s = dt > 0 ? tokens / dt : 0.0;
     if (skipped_ > 0) rec.extra["skipped_steps"] = skipped_;
     const bool eval = s % t.eval_every == 0 || s == t.steps;
     if (eval) evaluate_now(rec, res);
-    if (metrics) metrics->write(rec);
+    if (metrics) on_rank0([&] { metrics->write(rec); });
     if (eval && rec.val_accuracy) {
       display.val_accuracy(*rec.val_accuracy);
       display.line(summary_line(s, rec, res.last_eval));
     }
-    if (s % t.save_interval() == 0) checkpoint_now(res);
+    if (s % t.save_interval() == 0) on_rank0([&] { checkpoint_now(res); });
     display.step(s, loss, lr, *rec.tokens_per_s);
   }
 
-  if (interrupted && !opt_.out_dir.empty() &&
-      (saved_steps_.empty() || saved_steps_.back() != step_))
-    checkpoint_now(res);
-  if (!opt_.out_dir.empty()) {
-    save(path("last.h5"));
-    write_pictures(/*final_probe=*/true);
+  if (interrupted && writes() && (saved_steps_.empty() || saved_steps_.back() != step_))
+    on_rank0([&] { checkpoint_now(res); });
+  if (writes()) {
+    on_rank0([&] {
+      save(path("last.h5"));
+      write_pictures(/*final_probe=*/true);
+    });
     if (!interrupted) res.checkpoint = path("last.h5");
   }
+  // Across ranks: the last chance for rank 0's held write error to stop every rank together.
+  if (distributed())
+    run_together(*comm_, [&] {
+      if (held_error_) std::rethrow_exception(std::exchange(held_error_, nullptr));
+    });
   finish(interrupted ? TrainResult::Status::kInterrupted : TrainResult::Status::kCompleted);
   if (interrupted) {
     res.message = opt_.out_dir.empty()

@@ -19,9 +19,17 @@
 // initialisation for a config-built model) comes from train.seed; the checkpoint holds every
 // generator's state, the position in the current epoch and the optimizer state, so N steps =
 // k steps + save + resume for N − k, bit for bit. Each evaluation runs the task's probes.
+//
+// Across ranks (TrainerOptions::comm, `mpirun -np N qkv train`) a step is the same step of the
+// same global batch: each rank's share of it, one allreduce of the gradients weighted by each
+// share's loss denominator (train/data_parallel.h), then the same clipping, checks and update on
+// every rank. Each rank's dropout draws come from a stream fixed by (seed, step, rank), so a
+// resumed run draws what the uninterrupted one did. Failures and stop requests travel with the
+// step's allreduce, so every rank stops at the same step with the same exit status.
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -37,6 +45,8 @@
 #include "nn/config.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -57,6 +67,11 @@ struct TrainerOptions {
   /// Called after each backward with the 1-based step, before the gradients are checked (tests
   /// inject non-finite values through it).
   std::function<void(int64_t step, BatchModel<float>& model)> after_backward;
+  /// The ranks of a data-parallel run (train/distributed.h, docs/distributed.md); nullptr = this
+  /// process alone. Every rank builds the same Trainer; each step each takes a contiguous share
+  /// of the global batch (train.batch_size), and the gradients are averaged before clipping.
+  /// Rank 0 alone writes the output folder and shows progress.
+  Communicator* comm = nullptr;
 };
 
 struct TrainResult {
@@ -122,6 +137,17 @@ class Trainer {
   void prepare_out_dir(bool resuming, int64_t resume_step);
   void start_epoch();
   Batch next_batch();
+  /// Forward and backward of this step's batch (this rank's share of it across ranks), the
+  /// gradients averaged over the ranks; returns the batch's loss and its real tokens.
+  std::pair<double, double> compute_gradients(int64_t step);
+  std::pair<double, double> compute_gradients_across_ranks(int64_t step);
+  void reseed_dropout(int64_t step);
+  /// Runs a write of rank 0's (the output folder); across ranks, an error is held until the
+  /// next collective, so that every rank stops together.
+  void on_rank0(const std::function<void()>& write);
+  bool distributed() const { return comm_->size() > 1; }
+  /// Whether this process writes the output folder: rank 0 of a run with one.
+  bool writes() const { return comm_->rank() == 0 && !opt_.out_dir.empty(); }
   void evaluate_now(MetricsRecord& record, TrainResult& result);
   void record_probe(const HeadRef& focus);
   std::string checkpoint_now(TrainResult& result);
@@ -154,6 +180,10 @@ class Trainer {
   HeadRef focus_;                     // the head the last evaluation's probes pointed at
   // Each probe's metric names in its display order (as the last evaluation reported them).
   std::vector<std::pair<std::string, std::vector<std::string>>> probe_metrics_;
+  Communicator* comm_;
+  std::unique_ptr<GradientAverager> averager_;  // across ranks only
+  bool stop_agreed_ = false;                    // across ranks: some rank asked to stop
+  std::exception_ptr held_error_;               // rank 0's failed write, for the next collective
 };
 
 }  // namespace qkv
