@@ -5,10 +5,12 @@
 
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
+#include "apps/wait_policy.h"
 #include "core/error.h"
 #include "core/version.h"
 
 int main(int argc, char** argv) {
+  qkv::cli::ensure_passive_wait_policy(argv);
   CLI::App app{
       "qkv — train toy transformers from scratch, gradient-check the attention backward pass,\n"
       "and see every number of Attention(Q, K, V) = softmax(Q·Kᵀ/√d_k)·V.",
