@@ -15,7 +15,9 @@ const char* fma_isa();
 /// The best of `repeats` runs of about `seconds` each of `threads` OpenMP threads, each issuing
 /// independent float32 FMAs (12 chains, enough to cover the latency of two FMA units) at the
 /// width of fma_isa(); an FMA counts as 2 FLOPs. Sets the thread count for the whole process.
-double fma_peak_gflops(int threads, double seconds = 0.1, int repeats = 3);
+/// Many short runs, best taken: on a machine shared with other jobs some run finds its cores
+/// free, so the figure is the hardware's rather than what the other jobs left over.
+double fma_peak_gflops(int threads, double seconds = 0.01, int repeats = 20);
 
 /// The CPU's model name from /proc/cpuinfo ("unknown" where there is none).
 std::string cpu_model();

@@ -11,8 +11,18 @@
 
 #include "autograd/ops.h"
 
+#ifdef QKV_OPENBLAS
+extern "C" void openblas_set_num_threads(int);
+#endif
+
 namespace qkv {
 namespace {
+
+#ifdef QKV_OPENBLAS
+// Built with QKV_OPENBLAS, Eigen's products call OpenBLAS, whose own threads would compete with
+// the OpenMP tasks below: one thread per call, set before main.
+[[maybe_unused]] const bool kBlasSingleThreaded = (openblas_set_num_threads(1), true);
+#endif
 
 constexpr double kParallelWork = 65536;  // multiply-adds below which one thread does it all
 constexpr int64_t kTargetTasks = 8;      // enough tasks for the threads to balance
