@@ -200,7 +200,12 @@ TEST(BenchCli, TinyJson) {
       EXPECT_NEAR(b.at("mfu").get<double>(),
                   b.at("gflops").get<double>() / b.at("peak_gflops").get<double>(), 1e-12);
       EXPECT_GT(b.at("peak_rss_mb").get<double>(), 1.0);
+      // The peak of t threads is at least t times one thread's measured peak.
+      EXPECT_GE(b.at("peak_gflops").get<double>(), b.at("peak_measured_gflops").get<double>());
     }
+    EXPECT_GE(
+        j.at("by_threads").at("2").at("peak_gflops").get<double>(),
+        2 * j.at("by_threads").at("1").at("peak_measured_gflops").get<double>() * (1 - 1e-12));
     const nlohmann::json& chosen =
         j.at("by_threads").at(std::to_string(j.at("threads").get<int>()));
     EXPECT_EQ(chosen.at("peak_rss_mb"), j.at("peak_rss_mb"));
