@@ -225,6 +225,22 @@ TEST(BenchRun, InAChildReportsItsPeakRss) {
   EXPECT_GT(fma_peak_in_child(1), 0.5);
 }
 
+TEST(BenchPeer, CountsTheSameFlopsAndReportsItsPeakRss) {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 cannot import torch";
+  const nlohmann::json j =
+      run_torch_peer(std::string(QKV_SOURCE_DIR) + "/bench/torch_peer.py", "small", 1, 0);
+  EXPECT_DOUBLE_EQ(j.at("flops_per_step").get<double>(),
+                   model_flops_per_step(bench_config("small")));
+  EXPECT_EQ(j.at("params"), 437760);
+  const double ms = j.at("ms_per_step").get<double>();
+  EXPECT_NEAR(j.at("gflops").get<double>(),
+              j.at("flops_per_step").get<double>() / (ms / 1000.0) / 1e9, 1e-6);
+  // The child that measured: Python, torch and the model, more than the model alone.
+  EXPECT_GT(j.at("peak_rss_mb").get<double>(), 7.0);
+  EXPECT_EQ(j.at("ms_per_step_by_threads").size(), 2u);
+}
+
 TEST(BenchCli, PeerMissingIsOneLineAndNoRatio) {
   const std::string dir = test::temp_folder();
   // The peer location comes from the environment: point it at a file that does not exist.
