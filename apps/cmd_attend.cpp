@@ -13,12 +13,12 @@
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "apps/language_model.h"
+#include "train/load.h"
 #include "apps/terminal.h"
 #include "autograd/var.h"
 #include "core/atomic_file.h"
 #include "plot/plot.h"
 #include "train/decode.h"
-#include "train/load.h"
 
 namespace qkv::cli {
 namespace {

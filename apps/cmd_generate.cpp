@@ -10,9 +10,9 @@
 
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
+#include "train/load.h"
 #include "core/error.h"
 #include "train/decode.h"
-#include "train/load.h"
 
 namespace qkv::cli {
 namespace {

@@ -81,9 +81,8 @@ void add_gradcheck(CLI::App& app) {
   cmd->add_option("--arch", args->arch, "Models to check: encoder, decoder, seq2seq, all or none")
       ->check(CLI::IsMember({"encoder", "decoder", "seq2seq", "all", "none"}))
       ->capture_default_str();
-  cmd->add_option(
-         "--config", args->config,
-         "Model config JSON (the keys of docs/model.md) to check instead of the small default")
+  cmd->add_option("--config", args->config,
+                  "Model config JSON (the keys of docs/model.md) to check instead of the small default")
       ->check(CLI::ExistingFile);
   cmd->add_option("--seed", args->seed, "Seed for inputs and initial parameters")
       ->capture_default_str();

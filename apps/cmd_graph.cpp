@@ -11,11 +11,11 @@
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "apps/graph.h"
+#include "train/load.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "nn/random_batch.h"
-#include "train/load.h"
 
 namespace qkv::cli {
 namespace {
