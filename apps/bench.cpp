@@ -11,18 +11,23 @@
 #include "apps/bench.h"
 
 #include <omp.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include <fmt/core.h>
 
+#include "apps/fma_peak.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "nn/random_batch.h"
@@ -71,6 +76,16 @@ const BenchConfig& bench_config(const std::string& name) {
   for (const BenchConfig& c : bench_configs())
     if (c.name == name) return c;
   fail("--config: unknown configuration '{}'; choose tiny, small, medium, large or all", name);
+}
+
+double model_flops_per_step(const BenchConfig& config) {
+  const ModelConfig& m = config.model;
+  const double B = static_cast<double>(config.batch), T = static_cast<double>(config.seq_len());
+  const double C = static_cast<double>(m.d_model), F = static_cast<double>(m.d_ff);
+  const double V = static_cast<double>(m.vocab_size), L = static_cast<double>(m.n_layers);
+  const double per_token = 6 * L * (4 * C * C + 2 * C * F) + 12 * L * T * C;
+  const double head = m.arch == Arch::kDecoder ? 6 * V * C * B * T : 6 * C * V * B;
+  return per_token * B * T + head;
 }
 
 Batch bench_batch(const BenchConfig& config, uint64_t seed) {
@@ -142,7 +157,108 @@ BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int
   r.min_ms = *std::min_element(ms.begin(), ms.end());
   r.max_ms = *std::max_element(ms.begin(), ms.end());
   r.tokens_per_s = static_cast<double>(config.batch * config.seq_len()) / (r.ms_per_step / 1000.0);
+  r.gflops = model_flops_per_step(config) / (r.ms_per_step / 1000.0) / 1e9;
   return r;
+}
+
+namespace {
+
+/// What a child measured, and its peak resident set.
+struct ChildRun {
+  nlohmann::json out;
+  double peak_rss_mb = 0;
+};
+
+/// Runs fn() in a forked child that sends its JSON back through a pipe; a qkv::Error in the
+/// child is thrown again here with its message.
+ChildRun in_child(const std::function<nlohmann::json()>& fn) {
+  int fds[2];
+  QKV_CHECK(::pipe(fds) == 0, "cannot create a pipe for the benchmark process: {}",
+            std::strerror(errno));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    fail("cannot start the benchmark process: {}", std::strerror(errno));
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    int status = 0;
+    std::string text;
+    try {
+      text = fn().dump();
+    } catch (const std::exception& e) {
+      text = nlohmann::json{{"error", e.what()}}.dump();
+      status = 1;
+    }
+    for (size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fds[1], text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::_exit(status);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  struct rusage ru {};
+  while (::wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
+  }
+  ChildRun r;
+  r.peak_rss_mb = static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+  try {
+    r.out = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    fail("the benchmark process ended without a result ({})",
+         WIFSIGNALED(status) ? fmt::format("signal {}", WTERMSIG(status))
+                             : fmt::format("exit status {}", WEXITSTATUS(status)));
+  }
+  if (r.out.contains("error")) fail("{}", r.out["error"].get<std::string>());
+  return r;
+}
+
+}  // namespace
+
+BenchResult run_bench_in_child(const BenchConfig& config, int threads, int64_t steps,
+                               int64_t warmup, uint64_t seed) {
+  const ChildRun c = in_child([&] {
+    const BenchResult r = run_bench(config, threads, steps, warmup, seed);
+    return nlohmann::json{
+        {"params", r.params}, {"ms_per_step", r.ms_per_step},   {"min_ms", r.min_ms},
+        {"max_ms", r.max_ms}, {"tokens_per_s", r.tokens_per_s}, {"loss", r.loss},
+        {"gflops", r.gflops}};
+  });
+  BenchResult r;
+  r.config = config.name;
+  r.threads = threads;
+  r.steps = steps;
+  r.warmup = warmup;
+  r.params = c.out.at("params").get<int64_t>();
+  r.ms_per_step = c.out.at("ms_per_step").get<double>();
+  r.min_ms = c.out.at("min_ms").get<double>();
+  r.max_ms = c.out.at("max_ms").get<double>();
+  r.tokens_per_s = c.out.at("tokens_per_s").get<double>();
+  r.loss = c.out.at("loss").get<double>();
+  r.gflops = c.out.at("gflops").get<double>();
+  r.peak_rss_mb = c.peak_rss_mb;
+  return r;
+}
+
+double fma_peak_in_child(int threads) {
+  return in_child([&] {
+           return nlohmann::json{{"gflops", fma_peak_gflops(threads)}};
+         })
+      .out.at("gflops")
+      .get<double>();
 }
 
 std::optional<std::string> find_torch_peer() {

@@ -38,6 +38,14 @@ const std::vector<BenchConfig>& bench_configs();
 /// The configuration called `name`; throws qkv::Error naming --config and the known names.
 const BenchConfig& bench_config(const std::string& name);
 
+/// Model FLOPs of one training step, counted as the PyTorch peer counts them (PaLM's convention):
+/// per token 6·N_mm, where N_mm are the weights of the products (per layer W_Q, W_K, W_V, W_O:
+/// 4·C², fc1 and fc2: 2·C·d_ff; the decoder's LM head V·C), plus attention 12·L·T·C (forward
+/// S = Q·Kᵀ and P·V, 2·T·C each, backward twice that; the causal half is not subtracted); times
+/// B·T tokens. The encoder's head runs on one position per example: 6·C·V·B. Embedding lookups,
+/// layer norms, biases, softmax and the optimizer are not counted.
+double model_flops_per_step(const BenchConfig& config);
+
 /// random_batch (nn/random_batch.h) of `config` from an Rng seeded by `seed`, unpadded. Decoder:
 /// B·T+1 uniform tokens, inputs the first B·T and targets the last B·T (next-token prediction, as
 /// the peer). Encoder: tokens [B, T] and targets [B] uniform, read out at position 0.
@@ -69,12 +77,24 @@ struct BenchResult {
   double min_ms = 0, max_ms = 0;
   double tokens_per_s = 0;  // B·T / median step time
   double loss = 0;          // of the last step
+  double gflops = 0;        // model_flops_per_step / median step time, in 1e9 FLOP/s
+  double peak_rss_mb = 0;   // the measuring process's peak resident set (run_bench_in_child)
 };
 
 /// Builds `config` (seeded by `seed`), runs `warmup` untimed and `steps` timed training steps with
 /// `threads` OpenMP threads (set for the whole process), timing each with a steady clock.
 BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int64_t warmup,
                       uint64_t seed);
+
+/// run_bench in a forked child process, so that peak_rss_mb (the child's ru_maxrss, from wait4)
+/// is this configuration's alone: the child starts as a copy of the program before any model
+/// exists. Call it before this process enters any OpenMP region (a forked child cannot use the
+/// parent's OpenMP threads). Throws qkv::Error with the child's message when it fails.
+BenchResult run_bench_in_child(const BenchConfig& config, int threads, int64_t steps,
+                               int64_t warmup, uint64_t seed);
+
+/// fma_peak_gflops(threads) (apps/fma_peak.h) in a forked child, for the same reason.
+double fma_peak_in_child(int threads);
 
 /// The median of `v` (mean of the two middle values for an even count, as Python's statistics).
 double median(std::vector<double> v);

@@ -4,8 +4,10 @@
 // 15–30 % between runs on shared machines, ratios from one run do not).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <optional>
 
 #include <fmt/core.h>
@@ -15,6 +17,7 @@
 #include "apps/bench_generate.h"
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
+#include "apps/fma_peak.h"
 #include "core/error.h"
 
 namespace qkv::cli {
@@ -57,6 +60,11 @@ std::string load_average() {
   return fmt::format("{:.2f} {:.2f} {:.2f}", load[0], load[1], load[2]);
 }
 
+/// MFU of `gflops` against `peak` ("-" for no peak).
+std::string percent(double gflops, double peak) {
+  return peak > 0 ? fmt::format("{:.1f}%", 100.0 * gflops / peak) : std::string("-");
+}
+
 void run(const BenchArgs& a) {
   const std::vector<int> threads = thread_choices(a.threads);
   const std::vector<const BenchConfig*> configs = bench_config_list(a.config);
@@ -70,32 +78,60 @@ void run(const BenchArgs& a) {
                  "$QKV_TORCH_PEER); continuing without ratios\n");
   }
 
+  // The peak first, each thread count in its own process (as every measurement: this process
+  // never enters an OpenMP region, so each child starts clean and its peak RSS is its own).
+  // On a busy machine t threads rarely find t free cores at once, so the peak of t threads is at
+  // least t times one thread's: MFU is measured against the hardware, not the leftovers.
+  std::map<int, double> measured, peak;
+  measured[1] = fma_peak_in_child(1);
+  for (int t : threads) {
+    if (!measured.count(t)) measured[t] = fma_peak_in_child(t);
+    peak[t] = std::max(measured[t], t * measured[1]);
+  }
+  const std::string cpu = cpu_model();
+
   if (!a.json) {
     fmt::print(
         "qkv bench: one training step (zero grad, forward, loss, backward, AdamW), float32; median "
         "ms/step over the timed steps after {} warm-up; threads {}\n",
         a.warmup, a.threads == "best" ? "best of 1 and 2" : a.threads);
-    fmt::print("machine: {} cores online, load average {} (1, 5, 15 min)\n",
+    fmt::print("machine: {}, {} cores online, load average {} (1, 5, 15 min)\n", cpu,
                ::sysconf(_SC_NPROCESSORS_ONLN), load_average());
+    std::string peaks;
+    for (const auto& [t, g] : peak)
+      peaks += fmt::format("{}{:.1f} GFLOP/s at {} thread{}{}", peaks.empty() ? "" : ", ", g, t,
+                           t == 1 ? "" : "s",
+                           g > measured[t] ? fmt::format(" (measured {:.1f})", measured[t]) : "");
+    fmt::print(
+        "peak: {} float32 FMA loop, {}; MFU = model FLOPs per step (6·N·tokens + attention, "
+        "docs/bench.md) / step time / peak at the same thread count\n",
+        fma_isa(), peaks);
     if (peer)
       fmt::print(
           "peer: {} (same models, batch shapes and AdamW; initial values and tokens come from "
           "each side's own RNG: same distributions, different numbers)\n",
           *peer);
-    fmt::print("{:<7} {:>9} {:>7} {:>4} {:>8} {:>10} {:>11}", "config", "params", "B x T", "thr",
-               "steps", "ms/step", "tokens/s");
-    if (peer) fmt::print("  {:>13} {:>4}  {}", "torch ms/step", "thr", "qkv/torch");
+    fmt::print("{:<7} {:>9} {:>7} {:>4} {:>8} {:>10} {:>11} {:>7} {:>8} {:>6} {:>7}", "config",
+               "params", "B x T", "thr", "steps", "ms/step", "tokens/s", "GFLOP", "GFLOP/s", "MFU",
+               "RSS MB");
+    if (peer) fmt::print("  {:>13} {:>4} {:>7}  {}", "torch ms/step", "thr", "RSS MB", "qkv/torch");
     fmt::print("\n");
     std::fflush(stdout);
   }
 
   for (const BenchConfig* c : configs) {
     const int64_t steps = a.steps > 0 ? a.steps : c->steps;
+    const double flops = model_flops_per_step(*c);
     BenchResult best;
-    nlohmann::json tried = nlohmann::json::object();
+    nlohmann::json tried = nlohmann::json::object(), by_threads = nlohmann::json::object();
     for (int t : threads) {
-      const BenchResult r = run_bench(*c, t, steps, a.warmup, static_cast<uint64_t>(a.seed));
+      const BenchResult r =
+          run_bench_in_child(*c, t, steps, a.warmup, static_cast<uint64_t>(a.seed));
       tried[std::to_string(t)] = r.ms_per_step;
+      by_threads[std::to_string(t)] = {
+          {"ms_per_step", r.ms_per_step}, {"gflops", r.gflops},
+          {"peak_gflops", peak[t]},       {"peak_measured_gflops", measured[t]},
+          {"mfu", r.gflops / peak[t]},    {"peak_rss_mb", r.peak_rss_mb}};
       if (best.threads == 0 || r.ms_per_step < best.ms_per_step) best = r;
     }
     nlohmann::json torch;
@@ -109,6 +145,7 @@ void run(const BenchArgs& a) {
       }
     }
     const bool have_torch = torch.is_object() && torch.contains("ms_per_step");
+    const double best_peak = peak[best.threads];
     const std::string BxT = fmt::format("{}x{}", c->batch, c->seq_len());
     if (a.json) {
       nlohmann::json j = {{"config", c->name},
@@ -123,7 +160,15 @@ void run(const BenchArgs& a) {
                           {"batch", c->batch},
                           {"seq_len", c->seq_len()},
                           {"loss", best.loss},
-                          {"ms_per_step_by_threads", tried}};
+                          {"flops_per_step", flops},
+                          {"gflops", best.gflops},
+                          {"peak_gflops", best_peak},
+                          {"mfu", best.gflops / best_peak},
+                          {"peak_rss_mb", best.peak_rss_mb},
+                          {"isa", fma_isa()},
+                          {"cpu", cpu},
+                          {"ms_per_step_by_threads", tried},
+                          {"by_threads", by_threads}};
       if (have_torch) {
         const double tm = torch["ms_per_step"].get<double>();
         j["torch_ms_per_step"] = tm;
@@ -131,17 +176,24 @@ void run(const BenchArgs& a) {
         j["torch_tokens_per_s"] = torch.value("tokens_per_s", 0.0);
         j["torch_loss"] = torch.value("loss", 0.0);
         j["torch_version"] = torch.value("torch", std::string());
+        j["torch_flops_per_step"] = torch.value("flops_per_step", 0.0);
+        j["torch_gflops"] = torch.value("gflops", 0.0);
+        j["torch_peak_rss_mb"] = torch.value("peak_rss_mb", 0.0);
         j["ratio_qkv_over_torch"] = best.ms_per_step / tm;
         j["faster"] = best.ms_per_step <= tm ? "qkv" : "torch";
+        if (torch.value("peak_rss_mb", 0.0) > 0)
+          j["rss_qkv_over_torch"] = best.peak_rss_mb / torch["peak_rss_mb"].get<double>();
       }
       fmt::print("{}\n", j.dump());
     } else {
-      fmt::print("{:<7} {:>9} {:>7} {:>4} {:>8} {:>10.2f} {:>11.0f}", c->name, best.params, BxT,
-                 best.threads, fmt::format("{}+{}", best.warmup, best.steps), best.ms_per_step,
-                 best.tokens_per_s);
+      fmt::print(
+          "{:<7} {:>9} {:>7} {:>4} {:>8} {:>10.2f} {:>11.0f} {:>7.3f} {:>8.1f} {:>6} {:>7.0f}",
+          c->name, best.params, BxT, best.threads, fmt::format("{}+{}", best.warmup, best.steps),
+          best.ms_per_step, best.tokens_per_s, flops / 1e9, best.gflops,
+          percent(best.gflops, best_peak), best.peak_rss_mb);
       if (have_torch)
-        fmt::print("  {:>13.2f} {:>4}  {}", torch["ms_per_step"].get<double>(),
-                   torch.value("threads", 0),
+        fmt::print("  {:>13.2f} {:>4} {:>7.0f}  {}", torch["ms_per_step"].get<double>(),
+                   torch.value("threads", 0), torch.value("peak_rss_mb", 0.0),
                    ratio_text(best.ms_per_step, torch["ms_per_step"].get<double>()));
       fmt::print("\n");
     }
@@ -156,7 +208,8 @@ void add_bench(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "bench",
       "Training-step throughput on the four standard configurations (docs/bench.md): median ms "
-      "per step (zero grad + forward + loss + backward + AdamW) and tokens/s. --peer runs the "
+      "per step (zero grad + forward + loss + backward + AdamW), tokens/s, model GFLOP/s, MFU "
+      "against the machine's measured FMA peak and peak RSS. --peer runs the "
       "PyTorch peer (bench/torch_peer.py, or $QKV_TORCH_PEER) in the same run and prints the "
       "ratio qkv/torch of ms per step.");
   cmd->add_option("--config", a->config,

@@ -42,17 +42,14 @@ struct Flag {
   std::function<nlohmann::json()> value;
 };
 
-/// --threads N: exactly N OpenMP threads. Without it, OpenMP's dynamic adjustment: up to every
-/// core, fewer when the machine is busy (libgomp subtracts the load average), because a thread
-/// waiting at a barrier for a descheduled partner costs far more than the toy models' products
-/// gain. Results do not depend on the thread count (the parallel loops are deterministic).
+/// --threads N: exactly N OpenMP threads; without it, every core. Idle workers sleep at once
+/// (qkv runs with OMP_WAIT_POLICY=passive, apps/wait_policy.h), so a thread waiting at a barrier
+/// for a partner that other jobs descheduled no longer holds a core: on a busy 2-core machine 2
+/// threads trained the pronoun task no slower than 1 (docs/bench.md). Results do not depend on
+/// the thread count (the parallel loops are deterministic).
 void set_threads(int threads) {
-  if (threads > 0) {
-    omp_set_dynamic(0);
-    omp_set_num_threads(threads);
-  } else {
-    omp_set_dynamic(1);
-  }
+  omp_set_dynamic(0);
+  omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
 }
 
 /// The value of a default as its flag takes it ("" when there is nothing to show).
@@ -259,8 +256,7 @@ void add_train(CLI::App& app) {
                   "Progress display: auto (a bar on a terminal), bar, lines, quiet")
       ->check(CLI::IsMember({"auto", "bar", "lines", "quiet"}))
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads,
-                  "OpenMP threads (default: all cores, fewer when the machine is busy)")
+  cmd->add_option("--threads", a->threads, "OpenMP threads (default: all cores)")
       ->check(integer_in(1, 1024));
 
   auto add = [&](const char* name, auto* var, const char* section, const char* key,

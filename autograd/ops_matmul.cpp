@@ -2,17 +2,28 @@
 //
 // Every product is one Eigen GEMM over row-major maps with noalias(), written straight into the
 // output (or accumulated straight into the gradient buffer): no temporaries beyond the output.
-// Eigen itself runs single-threaded (EIGEN_DONT_PARALLELIZE); the cores come from an OpenMP loop
-// over *tasks*, each owning a disjoint block of what it writes (whole matrices of a batch, row
-// blocks of Y / dX / dA, row blocks of dW / dB). How the blocks are cut depends only on the
-// shapes, never on the thread count, and each block is always the same Eigen call, so the results
-// are bitwise identical run to run and for any OMP_NUM_THREADS.
+// Eigen itself runs single-threaded (EIGEN_DONT_PARALLELIZE), and so does OpenBLAS when Eigen
+// hands it the GEMMs (QKV_OPENBLAS, below); the cores come from an OpenMP loop over *tasks*, each
+// owning a disjoint block of what it writes (whole matrices of a batch, row blocks of Y / dX / dA,
+// row blocks of dW / dB). How the blocks are cut depends only on the shapes, never on the thread
+// count, and each block is always the same Eigen call, so the results are bitwise identical run to
+// run and for any OMP_NUM_THREADS.
 #include <algorithm>
 
 #include "autograd/ops.h"
 
+#ifdef QKV_OPENBLAS
+extern "C" void openblas_set_num_threads(int);
+#endif
+
 namespace qkv {
 namespace {
+
+#ifdef QKV_OPENBLAS
+// Built with QKV_OPENBLAS, Eigen's products call OpenBLAS, whose own threads would compete with
+// the OpenMP tasks below: one thread per call, set before main.
+[[maybe_unused]] const bool kBlasSingleThreaded = (openblas_set_num_threads(1), true);
+#endif
 
 constexpr double kParallelWork = 65536;  // multiply-adds below which one thread does it all
 constexpr int64_t kTargetTasks = 8;      // enough tasks for the threads to balance

@@ -12,9 +12,15 @@ and targets), float32 on the CPU.
 
   torch_peer.py --config small [--threads N|best] [--steps N] [--warmup N] [--seed S] [--json]
 
-With --threads best it times 1 and 2 threads and reports the faster, as `qkv bench` does.
+With --threads best it times 1 and 2 threads and reports the faster, as `qkv bench` does. Each
+thread count runs in a child process of its own (this script again, with --one), so that
+peak_rss_mb is that measurement's alone: the child's ru_maxrss, read with os.wait4 as `qkv bench`
+reads its own children's. Model FLOPs per step are counted as `qkv bench` counts them
+(docs/bench.md): per token 6·N_mm (the weights of the products, the decoder's tied LM head
+included) plus 12·L·T·C for attention; the encoder's head runs on one position per example.
 --json prints one JSON object (the last line), which `qkv bench --peer` reads: config,
-ms_per_step, threads, tokens_per_s, loss, params, torch (the version).
+ms_per_step, threads, tokens_per_s, loss, params, flops_per_step, gflops, peak_rss_mb,
+ms_per_step_by_threads, torch (the version).
 """
 
 import argparse
@@ -22,6 +28,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -78,6 +85,30 @@ def batch(name, seed):
     return {"tokens": data[:-1].view(B, T), "targets": data[1:].view(B, T)}
 
 
+def flops_per_step(name):
+    arch, V, T, C, L, _, F_, B, _ = CONFIGS[name]
+    per_token = 6 * L * (4 * C * C + 2 * C * F_) + 12 * L * T * C
+    head = 6 * V * C * B * T if arch == "decoder" else 6 * C * V * B
+    return per_token * B * T + head
+
+
+def measure_in_child(args, threads):
+    """Runs this script with --one for `threads`; returns its JSON and its peak RSS in MB."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--config", args.config, "--threads",
+           str(threads), "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed",
+           str(args.seed), "--one"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"torch_peer: the measurement at {threads} threads failed "
+                 f"(exit {proc.returncode})")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024.0  # KiB on Linux
+    return result
+
+
 def time_steps(name, threads, steps, warmup, seed):
     torch.set_num_threads(threads)
     model = build(name, seed)
@@ -107,25 +138,36 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child's measurement
     args = ap.parse_args()
     if args.threads != "best" and not args.threads.isdigit():
         ap.error("--threads must be a positive integer or best")
     steps = args.steps if args.steps > 0 else CONFIGS[args.config][8]
+    if args.one:
+        ms, loss, params = time_steps(args.config, int(args.threads), steps,
+                                      max(args.warmup, 0), args.seed)
+        print(json.dumps({"ms_per_step": ms, "loss": loss, "params": params}))
+        return 0
     tries = [1, 2] if args.threads == "best" else [int(args.threads)]
-    results = []
-    for n in tries:
-        ms, loss, params = time_steps(args.config, n, steps, max(args.warmup, 0), args.seed)
-        results.append((ms, n, loss, params))
-    ms, threads, loss, params = min(results)
+    results = {n: measure_in_child(args, n) for n in tries}
+    threads = min(tries, key=lambda n: results[n]["ms_per_step"])
+    best = results[threads]
+    ms = best["ms_per_step"]
     _, _, T, _, _, _, _, B, _ = CONFIGS[args.config]
+    flops = flops_per_step(args.config)
     out = {"config": args.config, "ms_per_step": ms, "threads": threads,
-           "tokens_per_s": B * T / (ms / 1000.0), "loss": loss, "params": params,
-           "steps": steps, "warmup": args.warmup, "torch": torch.__version__}
+           "tokens_per_s": B * T / (ms / 1000.0), "loss": best["loss"],
+           "params": best["params"], "steps": steps, "warmup": args.warmup,
+           "flops_per_step": flops, "gflops": flops / (ms / 1000.0) / 1e9,
+           "peak_rss_mb": best["peak_rss_mb"],
+           "ms_per_step_by_threads": {str(n): r["ms_per_step"] for n, r in results.items()},
+           "torch": torch.__version__}
     if args.json:
         print(json.dumps(out))
     else:
         print(f"{args.config}: {ms:.2f} ms/step ({threads} threads), {out['tokens_per_s']:.0f} "
-              f"tokens/s, {params} parameters, loss {loss:.4f}, torch {torch.__version__}")
+              f"tokens/s, {out['gflops']:.1f} GFLOP/s, peak RSS {out['peak_rss_mb']:.0f} MB, "
+              f"{best['params']} parameters, loss {best['loss']:.4f}, torch {torch.__version__}")
     return 0
 
 

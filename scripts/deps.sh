@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libeigen3-dev libhdf5-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
-  python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
+  python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread libopenblas-dev
   openmpi-bin libopenmpi-dev
 )
 

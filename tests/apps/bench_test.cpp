@@ -1,5 +1,5 @@
-// qkv bench: the configurations are docs/bench.md's table (parameter counts by the GPT-2 formula, not
-// by qkv's own param_count), a bench step is a real training step (parameters move, the loss of
+// qkv bench: the configurations are docs/bench.md's table (parameter counts by the GPT-2 formula,
+// not by qkv's own param_count), a bench step is a real training step (parameters move, the loss of
 // repeated steps on one batch falls), and the program prints parsable JSON or exits 2 naming the
 // bad flag. No timing assertions: speed is measured by `qkv bench`, not by tests.
 #include "apps/bench.h"
@@ -59,6 +59,42 @@ TEST(BenchConfigs, AreDesignTable) {
   }
   // As torch_peer.py counts them: small = 256·128 + 64·128 + 2·198272 + 256.
   EXPECT_EQ(Model<float>(bench_config("small").model, 1).num_parameters(), 437760);
+}
+
+/// One GEMM [m, k] · [k, n], `count` times, in the forward pass.
+struct Gemm {
+  double m, k, n, count;
+};
+
+/// Model FLOPs by listing the forward GEMMs of one step: backward does two GEMMs of the same
+/// size for each (dX and dW, or dA and dB), so a step is 3 × 2·m·k·n per forward GEMM.
+double flops_from_gemms(const BenchConfig& c) {
+  const ModelConfig& m = c.model;
+  const double B = c.batch, T = m.max_len, C = m.d_model, F = m.d_ff, V = m.vocab_size;
+  const double L = m.n_layers, H = m.n_heads, d_k = C / H;
+  std::vector<Gemm> gemms = {
+      {B * T, C, C, 4 * L},    // W_Q, W_K, W_V, W_O
+      {B * T, C, F, L},        // fc1
+      {B * T, F, C, L},        // fc2
+      {T, d_k, T, B * H * L},  // S = Q·Kᵀ per head
+      {T, T, d_k, B * H * L},  // P·V per head
+  };
+  if (m.arch == Arch::kDecoder)
+    gemms.push_back({B * T, C, V, 1});  // the tied LM head at every position
+  else
+    gemms.push_back({B, C, V, 1});  // the encoder's head at position 0
+  double flops = 0;
+  for (const Gemm& g : gemms) flops += 3 * 2 * g.m * g.k * g.n * g.count;
+  return flops;
+}
+
+TEST(BenchFlops, AreTheGemmsOfOneStep) {
+  for (const BenchConfig& c : bench_configs()) {
+    SCOPED_TRACE(c.name);
+    EXPECT_DOUBLE_EQ(model_flops_per_step(c), flops_from_gemms(c));
+  }
+  // The large step of the issue that set the MFU targets: about 96.6 GFLOP.
+  EXPECT_NEAR(model_flops_per_step(bench_config("large")) / 1e9, 96.6, 0.05);
 }
 
 TEST(BenchConfigs, UnknownNameNamesTheFlag) {
@@ -141,8 +177,68 @@ TEST(BenchCli, TinyJson) {
     EXPECT_EQ(j.at("warmup"), 1);
     EXPECT_EQ(j.at("ms_per_step_by_threads").size(), 2u);  // best of 1 and 2 by default
     EXPECT_FALSE(j.contains("torch_ms_per_step"));
+    // MFU: model FLOPs per step over the step time, over the measured peak.
+    const double flops = j.at("flops_per_step").get<double>();
+    EXPECT_DOUBLE_EQ(flops, model_flops_per_step(bench_config("tiny")));
+    const double ms = j.at("ms_per_step").get<double>();
+    EXPECT_NEAR(j.at("gflops").get<double>(), flops / (ms / 1000.0) / 1e9, 1e-9 * flops);
+    const double peak = j.at("peak_gflops").get<double>();
+    EXPECT_GT(peak, 0.5);  // any CPU this runs on does more than 0.5 GFLOP/s
+    EXPECT_NEAR(j.at("mfu").get<double>(), j.at("gflops").get<double>() / peak, 1e-12);
+    EXPECT_GT(j.at("mfu").get<double>(), 0);
+    const std::string isa = j.at("isa");
+    EXPECT_TRUE(isa == "AVX-512" || isa == "AVX2+FMA" || isa == "SSE2") << isa;
+    EXPECT_FALSE(j.at("cpu").get<std::string>().empty());
+    // Peak RSS of the measuring child: more than the model's parameters and Adam's two moments
+    // (13 280 · 3 floats is tiny), less than a gigabyte.
+    EXPECT_GT(j.at("peak_rss_mb").get<double>(), 1.0);
+    EXPECT_LT(j.at("peak_rss_mb").get<double>(), 1024.0);
+    ASSERT_EQ(j.at("by_threads").size(), 2u);
+    for (const char* t : {"1", "2"}) {
+      const nlohmann::json& b = j.at("by_threads").at(t);
+      EXPECT_EQ(b.at("ms_per_step"), j.at("ms_per_step_by_threads").at(t));
+      EXPECT_NEAR(b.at("mfu").get<double>(),
+                  b.at("gflops").get<double>() / b.at("peak_gflops").get<double>(), 1e-12);
+      EXPECT_GT(b.at("peak_rss_mb").get<double>(), 1.0);
+      // The peak of t threads is at least t times one thread's measured peak.
+      EXPECT_GE(b.at("peak_gflops").get<double>(), b.at("peak_measured_gflops").get<double>());
+    }
+    EXPECT_GE(
+        j.at("by_threads").at("2").at("peak_gflops").get<double>(),
+        2 * j.at("by_threads").at("1").at("peak_measured_gflops").get<double>() * (1 - 1e-12));
+    const nlohmann::json& chosen =
+        j.at("by_threads").at(std::to_string(j.at("threads").get<int>()));
+    EXPECT_EQ(chosen.at("peak_rss_mb"), j.at("peak_rss_mb"));
   }
   EXPECT_EQ(n, 1);
+}
+
+TEST(BenchRun, InAChildReportsItsPeakRss) {
+  const BenchResult r = run_bench_in_child(bench_config("small"), 1, 1, 0, 1337);
+  EXPECT_EQ(r.config, "small");
+  EXPECT_GT(r.ms_per_step, 0);
+  EXPECT_NEAR(r.gflops, model_flops_per_step(bench_config("small")) / r.ms_per_step / 1e6,
+              1e-9 * r.gflops);
+  // small holds 437 760 parameters, their gradients and two Adam moments: at least 7 MB.
+  EXPECT_GT(r.peak_rss_mb, 7.0);
+  EXPECT_LT(r.peak_rss_mb, 1024.0);
+  EXPECT_GT(fma_peak_in_child(1), 0.5);
+}
+
+TEST(BenchPeer, CountsTheSameFlopsAndReportsItsPeakRss) {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 cannot import torch";
+  const nlohmann::json j =
+      run_torch_peer(std::string(QKV_SOURCE_DIR) + "/bench/torch_peer.py", "small", 1, 0);
+  EXPECT_DOUBLE_EQ(j.at("flops_per_step").get<double>(),
+                   model_flops_per_step(bench_config("small")));
+  EXPECT_EQ(j.at("params"), 437760);
+  const double ms = j.at("ms_per_step").get<double>();
+  EXPECT_NEAR(j.at("gflops").get<double>(),
+              j.at("flops_per_step").get<double>() / (ms / 1000.0) / 1e9, 1e-6);
+  // The child that measured: Python, torch and the model, more than the model alone.
+  EXPECT_GT(j.at("peak_rss_mb").get<double>(), 7.0);
+  EXPECT_EQ(j.at("ms_per_step_by_threads").size(), 2u);
 }
 
 TEST(BenchCli, PeerMissingIsOneLineAndNoRatio) {

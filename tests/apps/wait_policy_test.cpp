@@ -1,0 +1,55 @@
+// qkv runs with OMP_WAIT_POLICY=passive unless the user chose a policy (apps/wait_policy.h).
+// libgomp prints the settings it loaded with under OMP_DISPLAY_ENV=verbose; its spin count is
+// what the policy changes (300000 by default, 0 when passive), and the last block printed is the
+// one the program ran with.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "run_qkv.h"
+#include "test_files.h"
+
+namespace qkv {
+namespace {
+
+/// The GOMP_SPINCOUNT of the last settings block libgomp printed when `env` ran `qkv --version`,
+/// and how many blocks it printed (one per program load).
+struct Loaded {
+  std::string spincount;
+  int loads = 0;
+};
+Loaded loaded_with(const std::string& env) {
+  const std::string dir = test::temp_folder();
+  const std::string cmd = "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose " +
+                          env + " " + test::quote(QKV_BIN) + " --version >/dev/null 2>" +
+                          test::quote(dir + "e.txt");
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  const std::string err = test::slurp(dir + "e.txt");
+  Loaded l;
+  const std::string key = "GOMP_SPINCOUNT = '";
+  for (size_t at = err.find(key); at != std::string::npos; at = err.find(key, at + 1)) {
+    const size_t begin = at + key.size();
+    l.spincount = err.substr(begin, err.find('\'', begin) - begin);
+    ++l.loads;
+  }
+  return l;
+}
+
+TEST(WaitPolicy, PassiveWhenTheUserChoseNothing) {
+  const Loaded l = loaded_with("");
+  EXPECT_EQ(l.spincount, "0") << "workers sleep at once instead of spinning";
+  EXPECT_EQ(l.loads, 2) << "set in the environment, then the program ran itself again";
+}
+
+TEST(WaitPolicy, TheUsersChoiceStands) {
+  Loaded l = loaded_with("GOMP_SPINCOUNT=1234");
+  EXPECT_EQ(l.spincount, "1234");
+  EXPECT_EQ(l.loads, 1);
+  l = loaded_with("OMP_WAIT_POLICY=active");
+  EXPECT_NE(l.spincount, "0");
+  EXPECT_EQ(l.loads, 1);
+}
+
+}  // namespace
+}  // namespace qkv
