@@ -63,14 +63,14 @@ TEST(Embedding, IdOutOfRangeIsAnError) {
   IndexTensor ids({3}, {1, 70, 2});
   EXPECT_EQ(error_of([&] { embedding(W, ids); }),
             "embedding: id 70 is out of range for a vocabulary of 64");
-  IndexTensor negative({1}, {-1});
+  IndexTensor negative({1}, std::vector<int32_t>{-1});
   EXPECT_EQ(error_of([&] { embedding(W, negative); }),
             "embedding: id -1 is out of range for a vocabulary of 64");
 }
 
 TEST(Embedding, WeightMustBe2D) {
   Var<double> W(Tensor<double>({64}));
-  EXPECT_EQ(error_of([&] { embedding(W, IndexTensor({1}, {0})); }),
+  EXPECT_EQ(error_of([&] { embedding(W, IndexTensor({1}, std::vector<int32_t>{0})); }),
             "embedding: weight must be [V, C], got [64]");
 }
 
