@@ -39,7 +39,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   if (j.is_object())
     for (auto it = j.begin(); it != j.end(); ++it)
       QKV_CHECK(contains(keys(), it.key()), "train config: unknown key '{}' (known keys: {})",
-                it.key(), join(keys()));
+                escape_bytes(it.key()), join(keys()));
   TrainConfig c;
   const JsonReader r("train config", j);
   r.integer("steps", c.steps);
@@ -142,7 +142,8 @@ json part(const json& j, const char* key, const char* what) {
             j.dump());
   for (auto it = j.begin(); it != j.end(); ++it)
     QKV_CHECK(it.key() == "task" || it.key() == "model" || it.key() == "train",
-              "{}: unknown key '{}' (known keys: task, model, train)", what, it.key());
+              "{}: unknown key '{}' (known keys: task, model, train)", what,
+              escape_bytes(it.key()));
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return nullptr;
   if (std::string(key) == "task" && it->is_string()) return json{{"name", *it}};

@@ -141,7 +141,7 @@ TrainConfig resumed_train_config(const Checkpoint& ck, const std::string& checkp
         std::string list;
         for (const std::string& k : kChangeable) list += (list.empty() ? "" : ", ") + k;
         fail("'{}' cannot change when resuming (the run was built with it); changeable: {}",
-             it.key(), list);
+             escape_bytes(it.key()), list);
       }
       train[it.key()] = it.value();
     }
