@@ -4,8 +4,9 @@
 // NumPy rules: shapes are aligned at the right; an axis of size 1 (or a missing leading axis)
 // stretches to the other operand's size. The walk coalesces the output's axes wherever every
 // operand stays contiguous across them, so that
-//   same shapes                 [B,T,C] ⊕ [B,T,C]  → one axis: one vectorised Eigen expression
-//   leading-axis broadcast      [B,T,C] ⊕ [T,C]    → rows [B] × [T·C], the row an Eigen expression
+//   same shapes                 [B,T,C] ⊕ [B,T,C]  → one axis, in chunks on all threads
+//   (for_chunks) leading-axis broadcast      [B,T,C] ⊕ [T,C]    → rows [B] × [T·C], the row an
+//   Eigen expression
 //                               [B,T,C] ⊕ [C]      → rows [B·T] × [C]
 //   trailing-axis broadcast     [B,T,C] ⊕ [B,T,1]  → rows [B·T] × [C], the [B,T,1] side a constant
 //   anything else               [2,1,3] ⊕ [4,1]    → an odometer over the outer axes, Eigen inside
@@ -20,6 +21,7 @@
 
 #include <Eigen/Core>
 
+#include "autograd/kernels.h"
 #include "core/shape.h"
 #include "core/tensor.h"
 
@@ -140,8 +142,9 @@ void map2(const Tensor<T>& a, const Tensor<T>& b, Tensor<T>& out, F f) {
   T* po = out.data();
   if (out.numel() == 0) return;
   if (a.shape() == out.shape() && b.shape() == out.shape()) {
-    const int64_t n = out.numel();
-    ArrMap<T>(po, n) = f(ConstArrMap<T>(pa, n), ConstArrMap<T>(pb, n));
+    for_chunks(out.numel(), [&](int64_t i, int64_t n) {
+      ArrMap<T>(po + i, n) = f(ConstArrMap<T>(pa + i, n), ConstArrMap<T>(pb + i, n));
+    });
     return;
   }
   const Plan<2> p = make_plan<2>(out.shape(), {a.shape(), b.shape()});
@@ -158,7 +161,11 @@ template <typename T>
 void broadcast_add(Tensor<T>& dst, const Tensor<T>& src, T scale) {
   if (dst.numel() == 0) return;
   if (src.numel() == dst.numel()) {  // same elements in the same order
-    dst.vec() += scale * src.vec();
+    const T* ps = src.data();
+    T* pd = dst.data();
+    for_chunks(dst.numel(), [&](int64_t i, int64_t n) {
+      ArrMap<T>(pd + i, n) += scale * ConstArrMap<T>(ps + i, n);
+    });
     return;
   }
   const T* ps = src.data();
@@ -186,7 +193,11 @@ template <typename T>
 void reduce_add(Tensor<T>& dx, const Tensor<T>& g, T scale) {
   if (g.numel() == 0) return;
   if (dx.numel() == g.numel()) {
-    dx.vec() += scale * g.vec();
+    const T* pg = g.data();
+    T* px = dx.data();
+    for_chunks(g.numel(), [&](int64_t i, int64_t n) {
+      ArrMap<T>(px + i, n) += scale * ConstArrMap<T>(pg + i, n);
+    });
     return;
   }
   if (dx.numel() == 1) {
@@ -211,7 +222,9 @@ void reduce_add1(Tensor<T>& dx, const Tensor<T>& g, const Tensor<T>& y, F f) {
   const T* py = y.data();
   T* px = dx.data();
   if (dx.numel() == m && y.numel() == m) {
-    ArrMap<T>(px, m) += f(ConstArrMap<T>(pg, m), ConstArrMap<T>(py, m));
+    for_chunks(m, [&](int64_t i, int64_t n) {
+      ArrMap<T>(px + i, n) += f(ConstArrMap<T>(pg + i, n), ConstArrMap<T>(py + i, n));
+    });
     return;
   }
   const Plan<2> p = make_plan<2>(g.shape(), {dx.shape(), y.shape()});
@@ -232,7 +245,10 @@ void reduce_add2(Tensor<T>& dx, const Tensor<T>& g, const Tensor<T>& y, const Te
   const T* pz = z.data();
   T* px = dx.data();
   if (dx.numel() == m && y.numel() == m && z.numel() == m) {
-    ArrMap<T>(px, m) += f(ConstArrMap<T>(pg, m), ConstArrMap<T>(py, m), ConstArrMap<T>(pz, m));
+    for_chunks(m, [&](int64_t i, int64_t n) {
+      ArrMap<T>(px + i, n) +=
+          f(ConstArrMap<T>(pg + i, n), ConstArrMap<T>(py + i, n), ConstArrMap<T>(pz + i, n));
+    });
     return;
   }
   const Plan<3> p = make_plan<3>(g.shape(), {dx.shape(), y.shape(), z.shape()});

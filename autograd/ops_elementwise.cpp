@@ -2,6 +2,7 @@
 //
 // Notation: g = dL/dy (o.grad, y's shape); Σ↓x sums over the axes along which x was stretched to
 // y's shape (autograd/broadcast.h), so every input's gradient has that input's shape.
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -12,6 +13,9 @@
 
 namespace qkv {
 namespace {
+
+using bcast::ArrMap;
+using bcast::ConstArrMap;
 
 /// f(A, B) over a and b broadcast together; the shape error names `op`.
 template <typename T, typename F>
@@ -25,7 +29,10 @@ Tensor<T> broadcast_value(const char* op, const Var<T>& a, const Var<T>& b, F f)
 template <typename T, typename F>
 Tensor<T> unary_value(const Var<T>& a, F f) {
   Tensor<T> y = Tensor<T>::empty(a.shape());
-  y.vec().array() = f(a.value().vec().array());
+  const T* px = a.value().data();
+  T* py = y.data();
+  for_chunks(y.numel(),
+             [&](int64_t i, int64_t n) { ArrMap<T>(py + i, n) = f(ConstArrMap<T>(px + i, n)); });
   return y;
 }
 
@@ -215,10 +222,15 @@ Var<T> gelu(const Var<T>& a, GeluForm form) {
     return make_result<T>(std::move(y), {&a}, "gelu", [](Node<T>& o) {
       Tensor<T>* dx = o.input_grad(0);
       if (!dx) return;
-      const ConstVecMap<T> x = o.input_value(0).vec();
-      dx->vec().array() += o.grad.vec().array() *
-                           (T(0.5) * (T(1) + (x.array() * kInvSqrt2<T>).erf()) +
-                            x.array() * kInvSqrt2Pi<T> * (T(-0.5) * x.array().square()).exp());
+      const T* px = o.input_value(0).data();
+      const T* pg = o.grad.data();
+      T* pd = dx->data();
+      for_chunks(dx->numel(), [&](int64_t i, int64_t n) {
+        const ConstArrMap<T> x(px + i, n);
+        ArrMap<T>(pd + i, n) +=
+            ConstArrMap<T>(pg + i, n) * (T(0.5) * (T(1) + (x * kInvSqrt2<T>).erf()) +
+                                         x * kInvSqrt2Pi<T> * (T(-0.5) * x.square()).exp());
+      });
     });
   }
   Tensor<T> y = unary_value(a, [](const auto& X) {
@@ -227,14 +239,21 @@ Var<T> gelu(const Var<T>& a, GeluForm form) {
   return make_result<T>(std::move(y), {&a}, "gelu_tanh", [](Node<T>& o) {
     Tensor<T>* dx = o.input_grad(0);
     if (!dx) return;
-    const ConstVecMap<T> x = o.input_value(0).vec();
-    Tensor<T> tu = Tensor<T>::empty(o.value.shape());  // tanh u, used twice
-    tu.vec().array() = (kK<T> * (x.array() + kC<T> * x.array().cube())).tanh();
-    const ConstVecMap<T> t = std::as_const(tu).vec();
-    dx->vec().array() +=
-        o.grad.vec().array() *
-        (T(0.5) * (T(1) + t.array()) + T(0.5) * x.array() * (T(1) - t.array().square()) * kK<T> *
-                                           (T(1) + T(3) * kC<T> * x.array().square()));
+    const T* px = o.input_value(0).data();
+    const T* pg = o.grad.data();
+    T* pd = dx->data();
+    for_chunks(dx->numel(), [&](int64_t i0, int64_t n0) {
+      constexpr int64_t kBlock = 512;  // tanh u is used twice: kept per block, on the stack
+      for (int64_t i = i0; i < i0 + n0; i += kBlock) {
+        const int64_t n = std::min(kBlock, i0 + n0 - i);
+        const ConstArrMap<T> x(px + i, n);
+        const Eigen::Array<T, Eigen::Dynamic, 1, 0, kBlock, 1> t =
+            (kK<T> * (x + kC<T> * x.cube())).tanh();
+        ArrMap<T>(pd + i, n) += ConstArrMap<T>(pg + i, n) *
+                                (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t.square()) * kK<T> *
+                                                           (T(1) + T(3) * kC<T> * x.square()));
+      }
+    });
   });
 }
 

@@ -12,9 +12,11 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
+#include "autograd/kernels.h"
 #include "core/pool.h"
 #include "core/tensor.h"
 
@@ -84,9 +86,15 @@ struct Node {
   std::array<double, 4> args{};      // small op parameters (axes, scalars)
   uint64_t mark = 0;                 // visit mark of the topological sort
 
-  /// The gradient buffer, zero-filled on first use.
+  /// The gradient buffer, zero-filled on first use (on all threads when it is large).
   Tensor<T>& grad_buffer() {
-    if (!grad.defined()) grad = Tensor<T>(value.shape());
+    if (!grad.defined()) {
+      grad = Tensor<T>::empty(value.shape());
+      T* p = grad.data();
+      for_chunks(grad.numel(), [p](int64_t i, int64_t n) {
+        std::memset(p + i, 0, static_cast<size_t>(n) * sizeof(T));
+      });
+    }
     return grad;
   }
   /// Input i's gradient buffer when input i requires grad, else nullptr (so its work is skipped).

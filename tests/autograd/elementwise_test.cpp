@@ -1,3 +1,5 @@
+#include <omp.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -5,6 +7,7 @@
 #include <new>
 #include <string>
 
+#include "autograd/kernels.h"
 #include "test_util.h"
 
 // Counts every global operator new, for the steady-state allocation test at the end.
@@ -318,6 +321,51 @@ TEST(Elementwise, Float32GradientsAgreeWithFloat64) {
   for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(xf.grad()[i], x.grad()[i], 1e-5);
   for (int64_t i = 0; i < w.numel(); ++i)
     EXPECT_NEAR(wf.grad()[i], w.grad()[i], 1e-5 * (1 + std::abs(w.grad()[i])));
+}
+
+// ---- large tensors: the chunked, multi-threaded path ------------------------------------------
+
+// 99999 elements make four chunks of for_chunks (the last one partial): every element must get
+// the scalar formula's value, at one thread and at two alike, bit for bit.
+TEST(Elementwise, ChunkedPathMatchesTheScalarFormulaAtAnyThreadCount) {
+  const int64_t n = 99999;
+  ASSERT_GT(n, 3 * kElementChunk);
+  Rng rng(21);
+  const Tensor<double> xv = randn({3, n / 3}, rng, false).value();
+  const Tensor<double> wv = randn({3, n / 3}, rng, false).value();
+  struct Run {
+    Tensor<double> ye, yt, s, dx, dw;
+  };
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    Var<double> x(xv.clone(), true), w(wv.clone(), true);
+    Var<double> ye = gelu(x), yt = gelu(x, GeluForm::kTanh), s = add(x, w);
+    Var<double> l = sum(mul(add(ye, yt), w));
+    l.backward();
+    return Run{ye.value(), yt.value(), s.value(), x.grad().clone(), w.grad().clone()};
+  };
+  const int threads = omp_get_max_threads();
+  const Run one = run(1), two = run(2);
+  omp_set_num_threads(threads);
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = xv[i], w = wv[i];
+    const double phi = 0.5 * (1 + std::erf(x / std::sqrt(2.0)));
+    const double dens = std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+    const double k = std::sqrt(2 / M_PI), u = k * (x + 0.044715 * x * x * x), t = std::tanh(u);
+    const double ye = x * phi, yt = 0.5 * x * (1 + t);
+    const double dye = phi + x * dens;
+    const double dyt = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
+    EXPECT_NEAR(one.ye[i], ye, 1e-14) << "gelu at " << i;
+    EXPECT_NEAR(one.yt[i], yt, 1e-14) << "gelu_tanh at " << i;
+    EXPECT_EQ(one.s[i], x + w) << "add at " << i;
+    EXPECT_NEAR(one.dx[i], w * (dye + dyt), 1e-13) << "dx at " << i;
+    EXPECT_NEAR(one.dw[i], ye + yt, 1e-14) << "dw at " << i;
+  }
+  testing::expect_bitwise_equal(one.ye, two.ye, "gelu");
+  testing::expect_bitwise_equal(one.yt, two.yt, "gelu_tanh");
+  testing::expect_bitwise_equal(one.s, two.s, "add");
+  testing::expect_bitwise_equal(one.dx, two.dx, "dx");
+  testing::expect_bitwise_equal(one.dw, two.dw, "dw");
 }
 
 // ---- masked_fill -----------------------------------------------------------------------------
