@@ -60,9 +60,10 @@ __attribute__((target("arch=x86-64"), constructor(101))) void check_cpu_supports
   for (const Feature& f : needed) {
     if (f.supported && !(pretend && std::strcmp(pretend, f.name) == 0)) continue;
     std::fprintf(stderr,
-                 "qkv: this program was built for another CPU (-march=native, the CMake option "
-                 "QKV_NATIVE) and uses %s, which this CPU lacks; build qkv on this machine, or "
-                 "configure with -DQKV_NATIVE=OFF for a binary that runs on any x86-64\n",
+                 "qkv: this program was built for another CPU and uses %s, which this CPU lacks "
+                 "(the compiler's -march, set by the CMake option QKV_NATIVE or by CXXFLAGS); "
+                 "build qkv on this machine, or configure with -DQKV_NATIVE=OFF and no -march "
+                 "for a binary that runs on any x86-64\n",
                  f.name);
     std::_Exit(2);
   }

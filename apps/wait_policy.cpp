@@ -8,14 +8,28 @@
 // it inside main() is too late: the program sets it and runs itself again.
 #include "apps/wait_policy.h"
 
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <cstdlib>
 
 namespace qkv::cli {
+namespace {
+
+/// True when the program was started through the dynamic loader by hand
+/// (`ld-linux-x86-64.so.2 --library-path lib qkv …`): /proc/self/exe is then the loader, and
+/// running it again with qkv's argv would run the loader on qkv's flags. The kernel then loaded
+/// the loader as the program itself, with no interpreter, so AT_BASE (the interpreter's address)
+/// is 0; a normal exec of the dynamically linked qkv sets it.
+bool started_by_the_loader() {
+  return getauxval(AT_BASE) == 0;
+}
+
+}  // namespace
 
 void ensure_passive_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (started_by_the_loader()) return;  // OpenMP's default policy: set OMP_WAIT_POLICY to choose
   if (::setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
   ::execv("/proc/self/exe", argv);
   // Still here: the exec failed (no /proc); run on with libgomp's default policy.

@@ -8,7 +8,7 @@ namespace qkv {
 
 /// Elements per task of an elementwise loop: big enough that a task outweighs waking a thread,
 /// small enough that a layer's activations make several tasks.
-inline constexpr int64_t kElementChunk = 32768;
+inline constexpr int64_t kElementChunk = 65536;
 
 /// Calls f(begin, size) over [0, n) cut into chunks of kElementChunk, on all threads when there
 /// are at least two. Elementwise work only: each element is computed by exactly one call and

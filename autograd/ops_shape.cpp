@@ -2,8 +2,10 @@
 //
 // They move elements without arithmetic, so each backward is the same move run the other way,
 // accumulating: the gradient of an element goes back to wherever that element came from.
+#include <algorithm>
 #include <string>
 
+#include "autograd/kernels.h"
 #include "autograd/ops.h"
 
 namespace qkv {
@@ -22,7 +24,10 @@ using StridedRowOut = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, 0, Eigen::I
 
 /// Walks a permutation of `in` (out axis i = in axis perm[i]) in the output's row-major order:
 /// fn(out_offset, in_offset, n, in_stride) per output row of n elements, whose input elements lie
-/// in_stride apart.
+/// in_stride apart. The rows are cut into blocks of about kElementChunk elements that run on all
+/// threads when there are several: each row is one call, and rows never share an element, on
+/// the input side either (a permutation is a bijection), so the backward may accumulate through
+/// the same walk.
 template <typename Fn>
 void permute_walk(const Shape& in, const std::array<int, kMaxDims>& perm, Fn&& fn) {
   const int nd = in.nd;
@@ -30,7 +35,8 @@ void permute_walk(const Shape& in, const std::array<int, kMaxDims>& perm, Fn&& f
     fn(int64_t{0}, int64_t{0}, int64_t{1}, int64_t{1});
     return;
   }
-  std::array<int64_t, kMaxDims> in_stride{}, size{}, stride{}, idx{};
+  if (in.numel() == 0) return;
+  std::array<int64_t, kMaxDims> in_stride{}, size{}, stride{};
   int64_t run = 1;
   for (int i = nd - 1; i >= 0; --i) {
     in_stride[static_cast<size_t>(i)] = run;
@@ -42,24 +48,34 @@ void permute_walk(const Shape& in, const std::array<int, kMaxDims>& perm, Fn&& f
   }
   const int64_t n = size[static_cast<size_t>(nd - 1)];
   const int64_t s = stride[static_cast<size_t>(nd - 1)];
-  const int64_t rows = in.numel() / std::max<int64_t>(n, 1);
-  if (in.numel() == 0) return;
-  int64_t off = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    fn(r * n, off, n, s);
-    for (int ax = nd - 2; ax >= 0; --ax) {  // the odometer over the outer output axes
+  const int64_t rows = in.numel() / n;
+  // Output rows [r0, r1): the odometer over the outer output axes starts from r0's digits.
+  auto walk = [&](int64_t r0, int64_t r1) {
+    std::array<int64_t, kMaxDims> idx{};
+    int64_t off = 0;
+    for (int64_t ax = nd - 2, rem = r0; ax >= 0; --ax) {
       const auto a = static_cast<size_t>(ax);
-      off += stride[a];
-      if (++idx[a] < size[a]) break;
-      off -= stride[a] * size[a];
-      idx[a] = 0;
+      idx[a] = rem % size[a];
+      rem /= size[a];
+      off += idx[a] * stride[a];
     }
-  }
+    for (int64_t r = r0; r < r1; ++r) {
+      fn(r * n, off, n, s);
+      for (int ax = nd - 2; ax >= 0; --ax) {
+        const auto a = static_cast<size_t>(ax);
+        off += stride[a];
+        if (++idx[a] < size[a]) break;
+        off -= stride[a] * size[a];
+        idx[a] = 0;
+      }
+    }
+  };
+  const int64_t per_block = std::max<int64_t>(1, kElementChunk / n);
+  const int64_t blocks = (rows + per_block - 1) / per_block;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) walk(b * per_block, std::min(rows, (b + 1) * per_block));
 }
 
-// permute: y[i₀, …] = a[i_{perm⁻¹}…], i.e. out axis i is input axis perm[i]. A pure relabelling
-// of elements, so dx is g moved back: dx[j] += g[i] for the same pairs (i, j) the forward used.
-// args[0..nd) = perm.
 template <typename T>
 Var<T> permute_impl(const Var<T>& a, const std::array<int, kMaxDims>& perm, const char* op) {
   const Shape& s = a.shape();

@@ -172,11 +172,10 @@ TEST(CliCpuCheck, ABinaryForAnotherCpuSaysSoInsteadOfCrashing) {
     EXPECT_EQ(r.status, 2) << feature;
     EXPECT_EQ(r.out, "") << feature;
     EXPECT_EQ(first_line(r.err),
-              "qkv: this program was built for another CPU (-march=native, the CMake option "
-              "QKV_NATIVE) and uses " +
-                  feature +
-                  ", which this CPU lacks; build qkv on this machine, or configure with "
-                  "-DQKV_NATIVE=OFF for a binary that runs on any x86-64")
+              "qkv: this program was built for another CPU and uses " + feature +
+                  ", which this CPU lacks (the compiler's -march, set by the CMake option "
+                  "QKV_NATIVE or by CXXFLAGS); build qkv on this machine, or configure with "
+                  "-DQKV_NATIVE=OFF and no -march for a binary that runs on any x86-64")
         << feature;
   }
   const test::RunResult ok = run_qkv({"tasks"}, temp_folder());  // the real CPU: it runs

@@ -4,6 +4,8 @@
 // one the program ran with.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -49,6 +51,24 @@ TEST(WaitPolicy, TheUsersChoiceStands) {
   l = loaded_with("OMP_WAIT_POLICY=active");
   EXPECT_NE(l.spincount, "0");
   EXPECT_EQ(l.loads, 1);
+}
+
+// Started through the dynamic loader by hand (as a bundle with its own libraries is), the
+// program's /proc/self/exe is the loader: running that again would run the loader on qkv's flags
+// (`--version` printed the loader's version). qkv then keeps OpenMP's default policy.
+TEST(WaitPolicy, StartedThroughTheLoaderRunsItselfNotTheLoader) {
+  const char* loader = "/lib64/ld-linux-x86-64.so.2";
+  if (::access(loader, X_OK) != 0) GTEST_SKIP() << loader << " is not on this machine";
+  const std::string dir = test::temp_folder();
+  const std::string cmd = "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose " +
+                          std::string(loader) + " " + test::quote(QKV_BIN) + " --version >" +
+                          test::quote(dir + "o.txt") + " 2>" + test::quote(dir + "e.txt");
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  const std::string out = test::slurp(dir + "o.txt");
+  EXPECT_EQ(out.rfind("qkv ", 0), 0u) << "qkv's version, not the loader's: " << out;
+  const std::string err = test::slurp(dir + "e.txt");
+  EXPECT_EQ(err.find("GOMP_SPINCOUNT = '"), err.rfind("GOMP_SPINCOUNT = '"))
+      << "loaded once, not run again";
 }
 
 }  // namespace

@@ -325,10 +325,10 @@ TEST(Elementwise, Float32GradientsAgreeWithFloat64) {
 
 // ---- large tensors: the chunked, multi-threaded path ------------------------------------------
 
-// 99999 elements make four chunks of for_chunks (the last one partial): every element must get
+// 199999 elements make four chunks of for_chunks (the last one partial): every element must get
 // the scalar formula's value, at one thread and at two alike, bit for bit.
 TEST(Elementwise, ChunkedPathMatchesTheScalarFormulaAtAnyThreadCount) {
-  const int64_t n = 99999;
+  const int64_t n = 199999;
   ASSERT_GT(n, 3 * kElementChunk);
   Rng rng(21);
   const Tensor<double> xv = randn({3, n / 3}, rng, false).value();

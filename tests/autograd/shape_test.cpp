@@ -1,4 +1,7 @@
+#include <omp.h>
+
 #include <string>
+#include <vector>
 
 #include "test_util.h"
 
@@ -87,6 +90,40 @@ TEST(Permute, InverseRoundTripIsIdentity) {
   Tensor<double> back = permute(permute(x, {2, 0, 3, 1}), {1, 3, 0, 2}).value();
   EXPECT_EQ(back.shape(), x.shape());
   EXPECT_EQ(back.to_vector(), x.value().to_vector());
+}
+
+// Large enough for several row blocks on several threads (the attention's head split, [B, T, H,
+// d_k] → [B, H, T, d_k], and a permutation with a strided last axis): every element, and every
+// gradient element, lands where the index arithmetic says, at one thread and at two.
+TEST(Permute, LargeTensorsOnAnyThreadCount) {
+  Rng rng(5);
+  const Shape s{6, 129, 8, 17};  // 105 264 elements, rows of 17 or 6
+  Tensor<double> xv = randn(s, rng, false).value();
+  Tensor<double> gv = randn({6, 8, 129, 17}, rng, false).value();
+  const int threads = omp_get_max_threads();
+  for (const std::vector<int>& perm : {std::vector<int>{0, 2, 1, 3}, {3, 1, 2, 0}}) {
+    Shape so = s;
+    for (int i = 0; i < 4; ++i) so[i] = s[perm[static_cast<size_t>(i)]];
+    for (int t : {1, 2}) {
+      omp_set_num_threads(t);
+      Var<double> x(xv.clone(), true);
+      Var<double> y = permute(x, perm);
+      ASSERT_EQ(y.shape(), so);
+      y.backward(gv.reshape(so));
+      int64_t in[4];
+      for (in[0] = 0; in[0] < s[0]; ++in[0])
+        for (in[1] = 0; in[1] < s[1]; ++in[1])
+          for (in[2] = 0; in[2] < s[2]; ++in[2])
+            for (in[3] = 0; in[3] < s[3]; ++in[3]) {
+              const int64_t src = ((in[0] * s[1] + in[1]) * s[2] + in[2]) * s[3] + in[3];
+              int64_t dst = 0;
+              for (int i = 0; i < 4; ++i) dst = dst * so[i] + in[perm[static_cast<size_t>(i)]];
+              ASSERT_EQ(y.value()[dst], xv[src]) << "threads " << t;
+              ASSERT_EQ(x.grad()[src], gv[dst]) << "threads " << t;
+            }
+    }
+  }
+  omp_set_num_threads(threads);
 }
 
 TEST(Permute, Errors) {
