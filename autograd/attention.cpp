@@ -111,14 +111,6 @@ MaskView view_mask(const char* op, const AttnMask& mask, const AttnDims& n) {
 /// Below this many multiply-adds per call a parallel region costs more than it saves.
 constexpr int64_t kParallelWork = 1 << 15;
 
-/// Per-thread scratch of at least n elements; grows, never shrinks (no allocation in steady state).
-template <typename T>
-T* scratch(int64_t n) {
-  thread_local std::vector<T> buf;
-  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
-  return buf.data();
-}
-
 }  // namespace
 
 // Forward, one (b, h), rows are positions:
