@@ -153,12 +153,44 @@ AttnDims attention_dims(const char* op, const HeadLayout& L, const Shape& q, con
                       {v[0], L.H, v[1], v[2] / L.H});
 }
 
+/// P's (b, h) block: S = c·Q Kᵀ, the hidden entries −inf, softmax by rows. The forward and the
+/// backward's recomputation both call this, so they get the same bits.
+template <typename T>
+void probabilities(const ConstHeadMap<T>& Qi, const ConstHeadMap<T>& Ki, T c, const MaskView& m,
+                   int64_t bh, int64_t H, RowsMap<T> Pi) {
+  Pi.noalias() = c * (Qi * Ki.transpose());
+  if (m.any())
+    for (int64_t t = 0; t < Pi.rows(); ++t) m.apply(bh / H, bh % H, t, Pi.data() + t * Pi.cols());
+  softmax_rows(Pi.data(), Pi.data(), Pi.rows(), Pi.cols());
+}
+
+/// A 0/1 mask as a T tensor of the same shape, for Node::saved; saved_mask() reads it back.
+template <typename T>
+Tensor<T> as_tensor(const BoolTensor& b) {
+  Tensor<T> t = Tensor<T>::empty(b.shape);
+  for (int64_t i = 0; i < b.numel(); ++i) t[i] = b[i] ? T(1) : T(0);
+  return t;
+}
+
+/// The causal flag and key padding of the forward of `nd` (args[3], saved[1]), for recomputing P;
+/// a forward with an `allowed` mask kept P itself.
+template <typename T>
+AttnMask saved_mask(const Node<T>& nd) {
+  AttnMask mask;
+  mask.causal = nd.args[3] != 0;
+  if (const Tensor<T>& kp = nd.saved[1]; kp.defined()) {
+    mask.key_padding = BoolTensor(kp.shape());
+    for (int64_t i = 0; i < kp.numel(); ++i) mask.key_padding[i] = kp[i] != T(0);
+  }
+  return mask;
+}
+
 // Forward, one (b, h), rows are positions:
 //   S = Q Kᵀ / √d                     [T, S]   (written straight into P's slice)
 //   S[t, s] = −inf where key s is hidden from query t (causal, key padding, allowed)
 //   P = softmax_rows(S)               [T, S]   (an all −inf row gives zeros: its output is 0)
 //   O = P V                           [T, dv]
-// Backward, given dO = dL/dO (only P is saved; Q, K, V are the inputs' values):
+// Backward, given dO = dL/dO (Q, K, V are the inputs' values; P as below):
 //   dV = Pᵀ dO                        [S, dv]
 //   dP = dO Vᵀ                        [T, S]
 //   dS = P ⊙ (dP − rowsum(dP ⊙ P))    [T, S]   ← the softmax rule, row by row, O(S) per row
@@ -168,7 +200,13 @@ AttnDims attention_dims(const char* op, const HeadLayout& L, const Shape& q, con
 // masked row (P row all 0) passes exactly zero gradient to Q, K and V.
 // The (b, h) blocks of Q, K, V, O and their gradients are read and written where the layout puts
 // them (HeadLayout), so the merged layout needs no copies to split or merge the heads; P is always
-// [B, H, T, S]. args: [0] 1/√d, [1] heads, [2] 1 when the heads are merged.
+// [B, H, T, S].
+// P is kept for backward only when the caller asks for it (P_out) or an `allowed` mask is given
+// (which may itself be as large as P); otherwise the backward recomputes each (b, h) block of P,
+// with the forward's own code on the same Q, K and mask, into a scratch block: the same bits, one
+// more T×S×d product per block, and no [B, H, T, S] tensor held from forward to backward. The mask
+// is kept for that: causal in args[3], the key padding as a 0/1 tensor in saved[1].
+// args: [0] 1/√d, [1] heads, [2] 1 when the heads are merged, [3] 1 when causal.
 template <typename T>
 Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, const Var<T>& K,
                       const Var<T>& V, const AttnMask& mask, Tensor<T>* P_out) {
@@ -178,7 +216,8 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
   Shape os = Q.shape();
   os[-1] = L.merged ? n.H * n.dv : n.dv;
   Tensor<T> O = Tensor<T>::empty(os);
-  Tensor<T> P = Tensor<T>::empty({n.B, n.H, n.T, n.S});
+  const bool keep_P = P_out || !mask.allowed.empty();  // else one (b, h) block at a time
+  Tensor<T> P = keep_P ? Tensor<T>::empty({n.B, n.H, n.T, n.S}) : Tensor<T>();
   const T *q = Q.value().data(), *k = K.value().data(), *v = V.value().data();
   T *p = P.data(), *o = O.data();
   const T c = static_cast<T>(scale);
@@ -187,12 +226,9 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
   for (int64_t bh = 0; bh < n.B * n.H; ++bh) {
     const ConstHeadMap<T> Qi = head(q, L, bh, n.T, n.d), Ki = head(k, L, bh, n.S, n.d);
     const ConstHeadMap<T> Vi = head(v, L, bh, n.S, n.dv);
-    RowsMap<T> Pi(p + bh * n.T * n.S, n.T, n.S);
+    RowsMap<T> Pi(keep_P ? p + bh * n.T * n.S : scratch<T>(n.T * n.S), n.T, n.S);
     HeadMap<T> Oi = head(o, L, bh, n.T, n.dv);
-    Pi.noalias() = c * (Qi * Ki.transpose());
-    if (m.any())
-      for (int64_t t = 0; t < n.T; ++t) m.apply(bh / n.H, bh % n.H, t, Pi.data() + t * n.S);
-    softmax_rows(Pi.data(), Pi.data(), n.T, n.S);
+    probabilities(Qi, Ki, c, m, bh, n.H, Pi);
     Oi.noalias() = Pi * Vi;
   }
   Var<T> out = make_result<T>(std::move(O), {&Q, &K, &V}, op, [](Node<T>& nd) {
@@ -200,11 +236,13 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
     Tensor<T>* dK = nd.input_grad(1);
     Tensor<T>* dV = nd.input_grad(2);
     if (!dQ && !dK && !dV) return;
-    const Tensor<T>& P = nd.saved[0];
+    const Tensor<T>& P = nd.saved[0];  // undefined: recomputed block by block
     const HeadLayout L{static_cast<int64_t>(nd.args[1]), nd.args[2] != 0};
-    const int64_t BH = P.size(0) * P.size(1), T_ = P.size(2), S = P.size(3);
-    const int64_t d = nd.input_value(0).size(-1) / (L.merged ? L.H : 1);
-    const int64_t dv = nd.input_value(2).size(-1) / (L.merged ? L.H : 1);
+    const AttnDims n = attention_dims(nd.op, L, nd.input_value(0).shape(),
+                                      nd.input_value(1).shape(), nd.input_value(2).shape());
+    const AttnMask mask = P.defined() ? AttnMask() : saved_mask(nd);
+    const MaskView m = view_mask(nd.op, mask, n);
+    const int64_t BH = n.B * n.H, T_ = n.T, S = n.S, d = n.d, dv = n.dv;
     const T c = static_cast<T>(nd.args[0]);
     const T *q = nd.input_value(0).data(), *k = nd.input_value(1).data(),
             *v = nd.input_value(2).data(), *p = P.data(), *go = nd.grad.data();
@@ -214,13 +252,15 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
     const bool parallel = BH * T_ * S * (d + dv) >= kParallelWork;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t bh = 0; bh < BH; ++bh) {
-      ConstRowsMap<T> Pi(p + bh * T_ * S, T_, S);
+      T* work = scratch<T>(2 * T_ * S);  // [P block if recomputed | dS]
+      const ConstHeadMap<T> Qi = head(q, L, bh, T_, d), Ki = head(k, L, bh, S, d);
+      if (!p) probabilities(Qi, Ki, c, m, bh, n.H, RowsMap<T>(work, T_, S));
+      ConstRowsMap<T> Pi(p ? p + bh * T_ * S : work, T_, S);
       const ConstHeadMap<T> dOi = head(go, L, bh, T_, dv);
       if (gv) head(gv, L, bh, S, dv).noalias() += Pi.transpose() * dOi;
       if (!gq && !gk) continue;
-      const ConstHeadMap<T> Qi = head(q, L, bh, T_, d), Ki = head(k, L, bh, S, d);
       const ConstHeadMap<T> Vi = head(v, L, bh, S, dv);
-      RowsMap<T> dS(scratch<T>(T_ * S), T_, S);
+      RowsMap<T> dS(work + T_ * S, T_, S);
       dS.noalias() = dOi * Vi.transpose();  // dP
       for (int64_t t = 0; t < T_; ++t) {    // dS = P ⊙ (dP − ⟨dP, P⟩) per row
         const T r = dS.row(t).dot(Pi.row(t));
@@ -231,10 +271,13 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
     }
   });
   if (records(out)) {
-    out.node()->saved[0] = P;
-    out.node()->args[0] = scale;
-    out.node()->args[1] = static_cast<double>(L.H);
-    out.node()->args[2] = L.merged ? 1 : 0;
+    Node<T>& nd = *out.node();
+    nd.saved[0] = P;
+    if (!mask.key_padding.empty()) nd.saved[1] = as_tensor<T>(mask.key_padding);
+    nd.args[0] = scale;
+    nd.args[1] = static_cast<double>(L.H);
+    nd.args[2] = L.merged ? 1 : 0;
+    nd.args[3] = mask.causal ? 1 : 0;
   }
   // P_out shares P's storage with the saved tensor: read it, do not write it before backward.
   if (P_out) *P_out = std::move(P);

@@ -492,6 +492,54 @@ TEST(Attention, MultiHeadKeepsPAsBHTS) {
   EXPECT_EQ(P.to_vector(), want.to_vector());
 }
 
+TEST(Attention, BackwardFromRecomputedPEqualsBackwardFromKeptP) {
+  // Without P_out the op keeps no P and its backward recomputes it block by block; asking for P
+  // keeps it. Both backward passes must give the same bits, under each kind of mask.
+  const std::vector<std::pair<const char*, AttnMask>> masks = {
+      {"none", {}},
+      {"causal", causal()},
+      {"causal and key padding",
+       [] {
+         AttnMask m = key_padding({2, 5}, {1, 1, 1, 0, 0, 1, 0, 1, 1, 1});
+         m.causal = true;
+         return m;
+       }()},
+  };
+  const Problem p = make_merged_problem(2, 2, 5, 5, 3, 4, 48);
+  for (const auto& [name, mask] : masks) {
+    SCOPED_TRACE(name);
+    const AttnMask& m = mask;
+    const Grads recomputed =
+        forward_backward(p, [&](const Var<double>& Q, const Var<double>& K, const Var<double>& V) {
+          return multi_head_attention(Q, K, V, 2, m);
+        });
+    Tensor<double> P;
+    const Grads kept =
+        forward_backward(p, [&](const Var<double>& Q, const Var<double>& K, const Var<double>& V) {
+          return multi_head_attention(Q, K, V, 2, m, &P);
+        });
+    EXPECT_EQ(recomputed.O.to_vector(), kept.O.to_vector());
+    EXPECT_EQ(recomputed.dQ.to_vector(), kept.dQ.to_vector());
+    EXPECT_EQ(recomputed.dK.to_vector(), kept.dK.to_vector());
+    EXPECT_EQ(recomputed.dV.to_vector(), kept.dV.to_vector());
+  }
+}
+
+TEST(Attention, KeepsNoPUnlessAskedFor) {
+  const Problem p = make_merged_problem(2, 2, 4, 4, 3, 3, 49);
+  auto kept = [](const Var<double>& O) {
+    int64_t n = 0;
+    for (const Tensor<double>& s : O.node()->saved) n += s.defined() ? s.numel() : 0;
+    return n;
+  };
+  EXPECT_EQ(kept(multi_head_attention(p.Q, p.K, p.V, 2, causal())), 0);
+  EXPECT_EQ(
+      kept(multi_head_attention(p.Q, p.K, p.V, 2, key_padding({2, 4}, {1, 1, 1, 0, 1, 1, 0, 0}))),
+      2 * 4);  // the key padding, to recompute P with
+  Tensor<double> P;
+  EXPECT_EQ(kept(multi_head_attention(p.Q, p.K, p.V, 2, causal(), &P)), 2 * 2 * 4 * 4);
+}
+
 TEST(Attention, MultiHeadShapeErrorsNameTheOp) {
   Rng rng(47);
   auto Q = randn({2, 3, 6}, rng), K = randn({2, 4, 6}, rng), V = randn({2, 4, 5}, rng);
