@@ -164,14 +164,6 @@ void probabilities(const ConstHeadMap<T>& Qi, const ConstHeadMap<T>& Ki, T c, co
   softmax_rows(Pi.data(), Pi.data(), Pi.rows(), Pi.cols());
 }
 
-/// A 0/1 mask as a T tensor of the same shape, for Node::saved; saved_mask() reads it back.
-template <typename T>
-Tensor<T> as_tensor(const BoolTensor& b) {
-  Tensor<T> t = Tensor<T>::empty(b.shape);
-  for (int64_t i = 0; i < b.numel(); ++i) t[i] = b[i] ? T(1) : T(0);
-  return t;
-}
-
 /// The causal flag and key padding of the forward of `nd` (args[3], saved[1]), for recomputing P;
 /// a forward with an `allowed` mask kept P itself.
 template <typename T>
@@ -273,7 +265,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
   if (records(out)) {
     Node<T>& nd = *out.node();
     nd.saved[0] = P;
-    if (!mask.key_padding.empty()) nd.saved[1] = as_tensor<T>(mask.key_padding);
+    if (!mask.key_padding.empty()) nd.saved[1] = as_values<T>(mask.key_padding);
     nd.args[0] = scale;
     nd.args[1] = static_cast<double>(L.H);
     nd.args[2] = L.merged ? 1 : 0;

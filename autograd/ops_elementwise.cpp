@@ -2,12 +2,14 @@
 //
 // Notation: g = dL/dy (o.grad, y's shape); Σ↓x sums over the axes along which x was stretched to
 // y's shape (autograd/broadcast.h), so every input's gradient has that input's shape.
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "autograd/broadcast.h"
+#include "autograd/kernels.h"
 #include "autograd/ops.h"
 
 namespace qkv {
@@ -38,15 +40,9 @@ template <typename T>
 constexpr T kK = T(0.79788456080286535588);  // √(2/π)
 template <typename T>
 constexpr T kC = T(0.044715);
-
-/// A condition (1 = true) as 0/1 values of T, for the kernels and for backward.
-template <typename T>
-Tensor<T> as_values(const BoolTensor& c) {
-  Tensor<T> t = Tensor<T>::empty(c.shape);
-  const Eigen::Map<const Eigen::Array<uint8_t, Eigen::Dynamic, 1>> C(c.data.data(), c.numel());
-  t.vec().array() = (C != uint8_t(0)).template cast<T>();
-  return t;
-}
+/// Elements per chunk of an elementwise backward that needs a temporary: 64 KiB of float.
+constexpr int64_t kChunk = 16384;
+static_assert(kChunk * sizeof(float) % 64 == 0, "chunks start 64-byte aligned");
 
 }  // namespace
 
@@ -227,14 +223,21 @@ Var<T> gelu(const Var<T>& a, GeluForm form) {
   return make_result<T>(std::move(y), {&a}, "gelu_tanh", [](Node<T>& o) {
     Tensor<T>* dx = o.input_grad(0);
     if (!dx) return;
-    const ConstVecMap<T> x = o.input_value(0).vec();
-    Tensor<T> tu = Tensor<T>::empty(o.value.shape());  // tanh u, used twice
-    tu.vec().array() = (kK<T> * (x.array() + kC<T> * x.array().cube())).tanh();
-    const ConstVecMap<T> t = std::as_const(tu).vec();
-    dx->vec().array() +=
-        o.grad.vec().array() *
-        (T(0.5) * (T(1) + t.array()) + T(0.5) * x.array() * (T(1) - t.array().square()) * kK<T> *
-                                           (T(1) + T(3) * kC<T> * x.array().square()));
+    // tanh u is used twice: computed per chunk of kChunk elements into a small buffer. Chunks
+    // start 64-byte aligned, so each is computed exactly as the whole vector would be.
+    const int64_t n = o.value.numel();
+    Tensor<T> tu = Tensor<T>::empty({std::min(n, kChunk)});
+    for (int64_t i = 0; i < n; i += kChunk) {
+      const int64_t len = std::min(kChunk, n - i);
+      const ConstVecMap<T> x(o.input_value(0).data() + i, len);
+      const ConstVecMap<T> g(o.grad.data() + i, len);
+      VecMap<T> t(tu.data(), len);
+      t.array() = (kK<T> * (x.array() + kC<T> * x.array().cube())).tanh();
+      VecMap<T>(dx->data() + i, len).array() +=
+          g.array() *
+          (T(0.5) * (T(1) + t.array()) + T(0.5) * x.array() * (T(1) - t.array().square()) * kK<T> *
+                                             (T(1) + T(3) * kC<T> * x.array().square()));
+    }
   });
 }
 

@@ -261,6 +261,20 @@ TEST(Gelu, KnownValues) {
   EXPECT_NEAR(gelu(xf, GeluForm::kTanh).item(), 0.8411919906082768, 1e-6);
 }
 
+TEST(Gelu, TanhBackwardOverSeveralChunksIsTheDerivativeEverywhere) {
+  // 40 000 elements: the backward works in chunks of 16 384, so two whole chunks and a partial one.
+  Rng rng(11);
+  auto x = randn({40000}, rng);
+  Tensor<double> g = randn({40000}, rng, false).value();
+  gelu(x, GeluForm::kTanh).backward(g);
+  const double k = std::sqrt(2.0 / M_PI), c = 0.044715;
+  for (int64_t i = 0; i < 40000; ++i) {
+    const double v = x.value()[i], t = std::tanh(k * (v + c * v * v * v));
+    const double dydx = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * c * v * v);
+    ASSERT_NEAR(x.grad()[i], g[i] * dydx, 1e-13) << "at " << i;
+  }
+}
+
 TEST(Elementwise, KnownValues) {
   Var<double> a(Tensor<double>::from({2, 2}, {1.0, 4.0, 9.0, 16.0}));
   Var<double> b(Tensor<double>::from({2}, {2.0, -1.0}));
