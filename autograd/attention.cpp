@@ -244,7 +244,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
     const bool parallel = BH * T_ * S * (d + dv) >= kParallelWork;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t bh = 0; bh < BH; ++bh) {
-      T* work = scratch<T>(2 * T_ * S);  // [P block if recomputed | dS]
+      T* work = scratch<T>(line_up<T>(T_ * S) + T_ * S);  // [P block if recomputed | dS]
       const ConstHeadMap<T> Qi = head(q, L, bh, T_, d), Ki = head(k, L, bh, S, d);
       if (!p) probabilities(Qi, Ki, c, m, bh, n.H, RowsMap<T>(work, T_, S));
       ConstRowsMap<T> Pi(p ? p + bh * T_ * S : work, T_, S);
@@ -252,7 +252,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
       if (gv) head(gv, L, bh, S, dv).noalias() += Pi.transpose() * dOi;
       if (!gq && !gk) continue;
       const ConstHeadMap<T> Vi = head(v, L, bh, S, dv);
-      RowsMap<T> dS(work + T_ * S, T_, S);
+      RowsMap<T> dS(work + line_up<T>(T_ * S), T_, S);
       dS.noalias() = dOi * Vi.transpose();  // dP
       for (int64_t t = 0; t < T_; ++t) {    // dS = P ⊙ (dP − ⟨dP, P⟩) per row
         const T r = dS.row(t).dot(Pi.row(t));

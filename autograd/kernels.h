@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "core/index_tensor.h"
 #include "core/tensor.h"
@@ -23,13 +22,24 @@ Tensor<T> as_values(const BoolTensor& c) {
   return t;
 }
 
-/// Per-thread scratch of at least n elements; grows, never shrinks (no allocation in steady state).
-/// One buffer per thread and type: a caller must be done with it before it calls another user.
+/// Per-thread scratch of at least n elements, 64-byte aligned; grows, never shrinks (no allocation
+/// in steady state). One buffer per thread and type: a caller must be done with it before it calls
+/// another user. Growing moves it, but always to a 64-byte boundary: a product's last bits can
+/// depend on its operands' alignment, and a buffer whose offset varied gave a second training run
+/// in the same process different bits from the first (it had grown the buffer at another step).
 template <typename T>
 T* scratch(int64_t n) {
-  thread_local std::vector<T> buf;
-  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
+  thread_local Tensor<T> buf;
+  if (!buf.defined() || buf.numel() < n) buf = Tensor<T>::empty({n});
   return buf.data();
+}
+
+/// n rounded up to a whole number of 64-byte lines of T: where a second block in one scratch
+/// buffer starts, so that it is 64-byte aligned too.
+template <typename T>
+constexpr int64_t line_up(int64_t n) {
+  constexpr int64_t per_line = 64 / static_cast<int64_t>(sizeof(T));
+  return (n + per_line - 1) / per_line * per_line;
 }
 
 }  // namespace qkv
