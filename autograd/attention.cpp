@@ -111,22 +111,78 @@ MaskView view_mask(const char* op, const AttnMask& mask, const AttnDims& n) {
 /// Below this many multiply-adds per call a parallel region costs more than it saves.
 constexpr int64_t kParallelWork = 1 << 15;
 
-/// Per-thread scratch of at least n elements; grows, never shrinks (no allocation in steady state).
+/// Where the (b, h) block of an operand with `rows` rows of `cols` per head lies, and how far apart
+/// its rows are: heads split out, [B, H, rows, cols] (block bh·rows·cols, rows cols apart), or
+/// heads side by side in the features, [B, rows, H·cols] (block b·rows·H·cols + h·cols, rows
+/// H·cols apart) as the projections x·W_Qᵀ give them.
+struct HeadLayout {
+  int64_t H;
+  bool merged;
+  int64_t offset(int64_t bh, int64_t rows, int64_t cols) const {
+    return merged ? (bh / H * rows * H + bh % H) * cols : bh * rows * cols;
+  }
+  int64_t stride(int64_t cols) const { return merged ? H * cols : cols; }
+};
+
 template <typename T>
-T* scratch(int64_t n) {
-  thread_local std::vector<T> buf;
-  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
-  return buf.data();
+using HeadMap = Eigen::Map<Mat<T>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using ConstHeadMap = Eigen::Map<const Mat<T>, 0, Eigen::OuterStride<>>;
+
+/// The (b, h) block of a buffer in layout L: `rows` × `cols`.
+template <typename T>
+ConstHeadMap<T> head(const T* x, const HeadLayout& L, int64_t bh, int64_t rows, int64_t cols) {
+  return ConstHeadMap<T>(x + L.offset(bh, rows, cols), rows, cols,
+                         Eigen::OuterStride<>(L.stride(cols)));
+}
+template <typename T>
+HeadMap<T> head(T* x, const HeadLayout& L, int64_t bh, int64_t rows, int64_t cols) {
+  return HeadMap<T>(x + L.offset(bh, rows, cols), rows, cols, Eigen::OuterStride<>(L.stride(cols)));
 }
 
-}  // namespace
+/// The problem's sizes from Q, K, V in layout L (checked), named by `op`.
+AttnDims attention_dims(const char* op, const HeadLayout& L, const Shape& q, const Shape& k,
+                        const Shape& v) {
+  if (!L.merged) return check_shapes(op, q, k, v);
+  QKV_CHECK(q.dim() == 3, "{}: Q must have shape [B, T, H·d], got {}", op, q);
+  QKV_CHECK(k.dim() == 3, "{}: K must have shape [B, S, H·d], got {}", op, k);
+  QKV_CHECK(v.dim() == 3, "{}: V must have shape [B, S, H·dv], got {}", op, v);
+  QKV_CHECK(L.H > 0 && q[2] % L.H == 0 && k[2] % L.H == 0 && v[2] % L.H == 0,
+            "{}: {} heads do not divide the features of Q {}, K {} and V {}", op, L.H, q, k, v);
+  return check_shapes(op, {q[0], L.H, q[1], q[2] / L.H}, {k[0], L.H, k[1], k[2] / L.H},
+                      {v[0], L.H, v[1], v[2] / L.H});
+}
+
+/// P's (b, h) block: S = c·Q Kᵀ, the hidden entries −inf, softmax by rows. The forward and the
+/// backward's recomputation both call this, so they get the same bits.
+template <typename T>
+void probabilities(const ConstHeadMap<T>& Qi, const ConstHeadMap<T>& Ki, T c, const MaskView& m,
+                   int64_t bh, int64_t H, RowsMap<T> Pi) {
+  Pi.noalias() = c * (Qi * Ki.transpose());
+  if (m.any())
+    for (int64_t t = 0; t < Pi.rows(); ++t) m.apply(bh / H, bh % H, t, Pi.data() + t * Pi.cols());
+  softmax_rows(Pi.data(), Pi.data(), Pi.rows(), Pi.cols());
+}
+
+/// The causal flag and key padding of the forward of `nd` (args[3], saved[1]), for recomputing P;
+/// a forward with an `allowed` mask kept P itself.
+template <typename T>
+AttnMask saved_mask(const Node<T>& nd) {
+  AttnMask mask;
+  mask.causal = nd.args[3] != 0;
+  if (const Tensor<T>& kp = nd.saved[1]; kp.defined()) {
+    mask.key_padding = BoolTensor(kp.shape());
+    for (int64_t i = 0; i < kp.numel(); ++i) mask.key_padding[i] = kp[i] != T(0);
+  }
+  return mask;
+}
 
 // Forward, one (b, h), rows are positions:
 //   S = Q Kᵀ / √d                     [T, S]   (written straight into P's slice)
 //   S[t, s] = −inf where key s is hidden from query t (causal, key padding, allowed)
 //   P = softmax_rows(S)               [T, S]   (an all −inf row gives zeros: its output is 0)
 //   O = P V                           [T, dv]
-// Backward, given dO = dL/dO (only P is saved; Q, K, V are the inputs' values):
+// Backward, given dO = dL/dO (Q, K, V are the inputs' values; P as below):
 //   dV = Pᵀ dO                        [S, dv]
 //   dP = dO Vᵀ                        [T, S]
 //   dS = P ⊙ (dP − rowsum(dP ⊙ P))    [T, S]   ← the softmax rule, row by row, O(S) per row
@@ -134,39 +190,51 @@ T* scratch(int64_t n) {
 //   dK = dSᵀ Q / √d                   [S, d]
 // Hidden entries have P = 0, so dS = 0 there: the −inf never reaches the arithmetic, and a fully
 // masked row (P row all 0) passes exactly zero gradient to Q, K and V.
+// The (b, h) blocks of Q, K, V, O and their gradients are read and written where the layout puts
+// them (HeadLayout), so the merged layout needs no copies to split or merge the heads; P is always
+// [B, H, T, S].
+// P is kept for backward only when the caller asks for it (P_out) or an `allowed` mask is given
+// (which may itself be as large as P); otherwise the backward recomputes each (b, h) block of P,
+// with the forward's own code on the same Q, K and mask, into a scratch block: the same bits, one
+// more T×S×d product per block, and no [B, H, T, S] tensor held from forward to backward. The mask
+// is kept for that: causal in args[3], the key padding as a 0/1 tensor in saved[1].
+// args: [0] 1/√d, [1] heads, [2] 1 when the heads are merged, [3] 1 when causal.
 template <typename T>
-Var<T> scaled_dot_product_attention(const Var<T>& Q, const Var<T>& K, const Var<T>& V,
-                                    const AttnMask& mask, Tensor<T>* P_out) {
-  static constexpr const char* kOp = "scaled_dot_product_attention";
-  const AttnDims n = check_shapes(kOp, Q.shape(), K.shape(), V.shape());
-  const MaskView m = view_mask(kOp, mask, n);
+Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, const Var<T>& K,
+                      const Var<T>& V, const AttnMask& mask, Tensor<T>* P_out) {
+  const AttnDims n = attention_dims(op, L, Q.shape(), K.shape(), V.shape());
+  const MaskView m = view_mask(op, mask, n);
   const double scale = 1.0 / std::sqrt(static_cast<double>(n.d));
-  Tensor<T> O = Tensor<T>::empty({n.B, n.H, n.T, n.dv});
-  Tensor<T> P = Tensor<T>::empty({n.B, n.H, n.T, n.S});
+  Shape os = Q.shape();
+  os[-1] = L.merged ? n.H * n.dv : n.dv;
+  Tensor<T> O = Tensor<T>::empty(os);
+  const bool keep_P = P_out || !mask.allowed.empty();  // else one (b, h) block at a time
+  Tensor<T> P = keep_P ? Tensor<T>::empty({n.B, n.H, n.T, n.S}) : Tensor<T>();
   const T *q = Q.value().data(), *k = K.value().data(), *v = V.value().data();
   T *p = P.data(), *o = O.data();
   const T c = static_cast<T>(scale);
   const bool parallel = n.B * n.H * n.T * n.S * (n.d + n.dv) >= kParallelWork;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t bh = 0; bh < n.B * n.H; ++bh) {
-    ConstRowsMap<T> Qi(q + bh * n.T * n.d, n.T, n.d), Ki(k + bh * n.S * n.d, n.S, n.d);
-    ConstRowsMap<T> Vi(v + bh * n.S * n.dv, n.S, n.dv);
-    RowsMap<T> Pi(p + bh * n.T * n.S, n.T, n.S), Oi(o + bh * n.T * n.dv, n.T, n.dv);
-    Pi.noalias() = c * (Qi * Ki.transpose());
-    if (m.any())
-      for (int64_t t = 0; t < n.T; ++t) m.apply(bh / n.H, bh % n.H, t, Pi.data() + t * n.S);
-    softmax_rows(Pi.data(), Pi.data(), n.T, n.S);
+    const ConstHeadMap<T> Qi = head(q, L, bh, n.T, n.d), Ki = head(k, L, bh, n.S, n.d);
+    const ConstHeadMap<T> Vi = head(v, L, bh, n.S, n.dv);
+    RowsMap<T> Pi(keep_P ? p + bh * n.T * n.S : scratch<T>(n.T * n.S), n.T, n.S);
+    HeadMap<T> Oi = head(o, L, bh, n.T, n.dv);
+    probabilities(Qi, Ki, c, m, bh, n.H, Pi);
     Oi.noalias() = Pi * Vi;
   }
-  Var<T> out = make_result<T>(std::move(O), {&Q, &K, &V}, kOp, [](Node<T>& nd) {
+  Var<T> out = make_result<T>(std::move(O), {&Q, &K, &V}, op, [](Node<T>& nd) {
     Tensor<T>* dQ = nd.input_grad(0);
     Tensor<T>* dK = nd.input_grad(1);
     Tensor<T>* dV = nd.input_grad(2);
     if (!dQ && !dK && !dV) return;
-    const Tensor<T>& P = nd.saved[0];
-    const Shape& qs = nd.input_value(0).shape();
-    const int64_t BH = qs[0] * qs[1], T_ = qs[2], d = qs[3], S = nd.input_value(1).size(2),
-                  dv = nd.input_value(2).size(3);
+    const Tensor<T>& P = nd.saved[0];  // undefined: recomputed block by block
+    const HeadLayout L{static_cast<int64_t>(nd.args[1]), nd.args[2] != 0};
+    const AttnDims n = attention_dims(nd.op, L, nd.input_value(0).shape(),
+                                      nd.input_value(1).shape(), nd.input_value(2).shape());
+    const AttnMask mask = P.defined() ? AttnMask() : saved_mask(nd);
+    const MaskView m = view_mask(nd.op, mask, n);
+    const int64_t BH = n.B * n.H, T_ = n.T, S = n.S, d = n.d, dv = n.dv;
     const T c = static_cast<T>(nd.args[0]);
     const T *q = nd.input_value(0).data(), *k = nd.input_value(1).data(),
             *v = nd.input_value(2).data(), *p = P.data(), *go = nd.grad.data();
@@ -176,28 +244,51 @@ Var<T> scaled_dot_product_attention(const Var<T>& Q, const Var<T>& K, const Var<
     const bool parallel = BH * T_ * S * (d + dv) >= kParallelWork;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t bh = 0; bh < BH; ++bh) {
-      ConstRowsMap<T> Pi(p + bh * T_ * S, T_, S), dOi(go + bh * T_ * dv, T_, dv);
-      if (gv) RowsMap<T>(gv + bh * S * dv, S, dv).noalias() += Pi.transpose() * dOi;
+      T* work = scratch<T>(line_up<T>(T_ * S) + T_ * S);  // [P block if recomputed | dS]
+      const ConstHeadMap<T> Qi = head(q, L, bh, T_, d), Ki = head(k, L, bh, S, d);
+      if (!p) probabilities(Qi, Ki, c, m, bh, n.H, RowsMap<T>(work, T_, S));
+      ConstRowsMap<T> Pi(p ? p + bh * T_ * S : work, T_, S);
+      const ConstHeadMap<T> dOi = head(go, L, bh, T_, dv);
+      if (gv) head(gv, L, bh, S, dv).noalias() += Pi.transpose() * dOi;
       if (!gq && !gk) continue;
-      ConstRowsMap<T> Qi(q + bh * T_ * d, T_, d), Ki(k + bh * S * d, S, d);
-      ConstRowsMap<T> Vi(v + bh * S * dv, S, dv);
-      RowsMap<T> dS(scratch<T>(T_ * S), T_, S);
+      const ConstHeadMap<T> Vi = head(v, L, bh, S, dv);
+      RowsMap<T> dS(work + line_up<T>(T_ * S), T_, S);
       dS.noalias() = dOi * Vi.transpose();  // dP
       for (int64_t t = 0; t < T_; ++t) {    // dS = P ⊙ (dP − ⟨dP, P⟩) per row
         const T r = dS.row(t).dot(Pi.row(t));
         dS.row(t).array() = Pi.row(t).array() * (dS.row(t).array() - r);
       }
-      if (gq) RowsMap<T>(gq + bh * T_ * d, T_, d).noalias() += c * (dS * Ki);
-      if (gk) RowsMap<T>(gk + bh * S * d, S, d).noalias() += c * (dS.transpose() * Qi);
+      if (gq) head(gq, L, bh, T_, d).noalias() += c * (dS * Ki);
+      if (gk) head(gk, L, bh, S, d).noalias() += c * (dS.transpose() * Qi);
     }
   });
   if (records(out)) {
-    out.node()->saved[0] = P;
-    out.node()->args[0] = scale;
+    Node<T>& nd = *out.node();
+    nd.saved[0] = P;
+    if (!mask.key_padding.empty()) nd.saved[1] = as_values<T>(mask.key_padding);
+    nd.args[0] = scale;
+    nd.args[1] = static_cast<double>(L.H);
+    nd.args[2] = L.merged ? 1 : 0;
+    nd.args[3] = mask.causal ? 1 : 0;
   }
   // P_out shares P's storage with the saved tensor: read it, do not write it before backward.
   if (P_out) *P_out = std::move(P);
   return out;
+}
+
+}  // namespace
+
+template <typename T>
+Var<T> scaled_dot_product_attention(const Var<T>& Q, const Var<T>& K, const Var<T>& V,
+                                    const AttnMask& mask, Tensor<T>* P_out) {
+  const HeadLayout split{Q.dim() == 4 ? Q.size(1) : 1, false};
+  return attention_impl("scaled_dot_product_attention", split, Q, K, V, mask, P_out);
+}
+
+template <typename T>
+Var<T> multi_head_attention(const Var<T>& Q, const Var<T>& K, const Var<T>& V, int64_t n_heads,
+                            const AttnMask& mask, Tensor<T>* P_out) {
+  return attention_impl("multi_head_attention", HeadLayout{n_heads, true}, Q, K, V, mask, P_out);
 }
 
 // The same attention from primitives, each with its own backward, for reference:
@@ -228,6 +319,12 @@ template Var<float> scaled_dot_product_attention(const Var<float>&, const Var<fl
 template Var<double> scaled_dot_product_attention(const Var<double>&, const Var<double>&,
                                                   const Var<double>&, const AttnMask&,
                                                   Tensor<double>*);
+
+template Var<float> multi_head_attention(const Var<float>&, const Var<float>&, const Var<float>&,
+                                         int64_t, const AttnMask&, Tensor<float>*);
+template Var<double> multi_head_attention(const Var<double>&, const Var<double>&,
+                                          const Var<double>&, int64_t, const AttnMask&,
+                                          Tensor<double>*);
 
 template Var<float> attention_composed(const Var<float>&, const Var<float>&, const Var<float>&,
                                        const AttnMask&);

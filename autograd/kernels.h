@@ -1,8 +1,12 @@
-// Raw kernels shared between ops (no graph): the fused attention reuses the softmax rows.
+// Raw kernels shared between ops (no graph): the fused attention reuses the softmax rows; masks
+// become 0/1 values; attention and cross-entropy backward work in per-thread scratch rows.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+
+#include "core/index_tensor.h"
+#include "core/tensor.h"
 
 namespace qkv {
 
@@ -30,5 +34,34 @@ void for_chunks(int64_t n, F&& f) {
 /// y[r, :] = softmax(x[r, :]) for `rows` rows of n; an all −inf row gives zeros. x may equal y.
 template <typename T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t n);
+
+/// A condition (1 = true) as 0/1 values of T, for the kernels and for backward.
+template <typename T>
+Tensor<T> as_values(const BoolTensor& c) {
+  Tensor<T> t = Tensor<T>::empty(c.shape);
+  const Eigen::Map<const Eigen::Array<uint8_t, Eigen::Dynamic, 1>> C(c.data.data(), c.numel());
+  t.vec().array() = (C != uint8_t(0)).template cast<T>();
+  return t;
+}
+
+/// Per-thread scratch of at least n elements, 64-byte aligned; grows, never shrinks (no allocation
+/// in steady state). One buffer per thread and type: a caller must be done with it before it calls
+/// another user. Growing moves it, but always to a 64-byte boundary: a product's last bits can
+/// depend on its operands' alignment, and a buffer whose offset varied gave a second training run
+/// in the same process different bits from the first (it had grown the buffer at another step).
+template <typename T>
+T* scratch(int64_t n) {
+  thread_local Tensor<T> buf;
+  if (!buf.defined() || buf.numel() < n) buf = Tensor<T>::empty({n});
+  return buf.data();
+}
+
+/// n rounded up to a whole number of 64-byte lines of T: where a second block in one scratch
+/// buffer starts, so that it is 64-byte aligned too.
+template <typename T>
+constexpr int64_t line_up(int64_t n) {
+  constexpr int64_t per_line = 64 / static_cast<int64_t>(sizeof(T));
+  return (n + per_line - 1) / per_line * per_line;
+}
 
 }  // namespace qkv

@@ -179,6 +179,14 @@ template <typename T>
 Var<T> scaled_dot_product_attention(const Var<T>& Q, const Var<T>& K, const Var<T>& V,
                                     const AttnMask& mask = {}, Tensor<T>* P = nullptr);
 
+/// The same attention with the heads side by side in the features, as the projections give them:
+/// Q [B, T, H·d], K [B, S, H·d], V [B, S, H·dv] → O [B, T, H·dv], head h in columns h·d … h·d+d−1
+/// (h·dv … for V and O). Equal to splitting the heads ([B, H, T, d]), scaled_dot_product_attention
+/// and merging them back, without the copies of either. P as above, [B, H, T, S].
+template <typename T>
+Var<T> multi_head_attention(const Var<T>& Q, const Var<T>& K, const Var<T>& V, int64_t n_heads,
+                            const AttnMask& mask = {}, Tensor<T>* P = nullptr);
+
 /// The same attention composed from primitive ops (matmul, masked_fill, softmax): the reference
 /// the fused op is tested against, and what `qkv graph` can draw op by op.
 template <typename T>

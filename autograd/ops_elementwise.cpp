@@ -9,6 +9,7 @@
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "autograd/broadcast.h"
+#include "autograd/kernels.h"
 #include "autograd/ops.h"
 
 namespace qkv {
@@ -45,15 +46,6 @@ template <typename T>
 constexpr T kK = T(0.79788456080286535588);  // √(2/π)
 template <typename T>
 constexpr T kC = T(0.044715);
-
-/// A condition (1 = true) as 0/1 values of T, for the kernels and for backward.
-template <typename T>
-Tensor<T> as_values(const BoolTensor& c) {
-  Tensor<T> t = Tensor<T>::empty(c.shape);
-  const Eigen::Map<const Eigen::Array<uint8_t, Eigen::Dynamic, 1>> C(c.data.data(), c.numel());
-  t.vec().array() = (C != uint8_t(0)).template cast<T>();
-  return t;
-}
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/kernels.h"
 #include "autograd/ops.h"
 
 namespace qkv {
@@ -18,9 +19,11 @@ constexpr int64_t kParallelElements = 65536;  // below this, one thread does eve
 // Backward, g = dL/dL_out (a scalar):
 //   in the forward pass this was ℓ_r = lse(x_r) − x_r[t_r], and ∂lse/∂x_j = softmax(x)_j = p_j,
 //   so now we have dx_rj += g · (p_rj − [j = t_r]) / n for counted rows, and 0 for ignored rows.
-// D = (p − onehot)/n is computed in the forward, where p is at hand (only when a graph is being
-// recorded), and saved; the backward is one scaled add. Rows are independent (OpenMP over rows);
-// the row losses are summed in row order, in double, so the loss is the same on every run.
+// The forward saves only each row's m and z = Σ_j exp(x_j − m) (and the targets); the backward
+// recomputes D_r = (p_r − onehot_r)/n = exp(x_r − m)·(1/n)/z − onehot_r/n one row at a time, with
+// the forward's expression, and adds g·D_r into dx. No [N, V] buffer besides the logits and their
+// gradient is ever held. Rows are independent (OpenMP over rows); the row losses are summed in row
+// order, in double, so the loss is the same on every run.
 template <typename T>
 Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& targets) {
   QKV_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, V], got {}", logits.shape());
@@ -36,35 +39,54 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& targets) {
     count += t != -1;
   }
   const bool want_grad = grad_enabled() && logits.requires_grad();
-  Tensor<T> D = want_grad ? Tensor<T>::empty(logits.shape()) : Tensor<T>();
+  // Per row: m, z and the target (as T: exact, since |t| < V and V ≤ 2^24 is checked below).
+  Tensor<T> stats = want_grad ? Tensor<T>::empty({N, 3}) : Tensor<T>();
+  QKV_CHECK(!want_grad || V <= (int64_t{1} << 24),
+            "cross_entropy: {} classes is more than the 2^24 the backward can index", V);
   Tensor<double> row_loss = Tensor<double>::empty({N});
   auto X = logits.value().mat(N, V);
-  const T inv_n = count > 0 ? T(1) / static_cast<T>(count) : T(0);
 #pragma omp parallel for schedule(static) if (N * V >= kParallelElements)
   for (int64_t r = 0; r < N; ++r) {
     const int32_t t = targets[r];
     if (t == -1) {
       row_loss[r] = 0;
-      if (want_grad) std::fill(D.data() + r * V, D.data() + (r + 1) * V, T(0));
+      if (want_grad) stats.mat(N, 3).row(r) << T(0), T(1), T(-1);
       continue;
     }
     const T m = X.row(r).maxCoeff();
     const T z = (X.row(r).array() - m).exp().sum();
     const T lse = m + std::log(z);
     row_loss[r] = static_cast<double>(lse - X(r, t));
-    if (want_grad) {
-      RowsMap<T> Dr(D.data() + r * V, 1, V);
-      Dr = ((X.row(r).array() - m).exp() * (inv_n / z)).matrix();  // p / n
-      Dr(0, t) -= inv_n;                                           // − onehot / n
-    }
+    if (want_grad) stats.mat(N, 3).row(r) << m, z, static_cast<T>(t);
   }
   double total = 0;
   for (int64_t r = 0; r < N; ++r) total += row_loss[r];
   const T loss = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
+  const T inv_n = count > 0 ? T(1) / static_cast<T>(count) : T(0);
   Var<T> out = make_result<T>(Tensor<T>::scalar(loss), {&logits}, "cross_entropy", [](Node<T>& o) {
-    if (Tensor<T>* dx = o.input_grad(0)) dx->vec().noalias() += o.grad[0] * o.saved[0].vec();
+    Tensor<T>* dx = o.input_grad(0);
+    if (!dx) return;
+    const Tensor<T>& x = o.input_value(0);
+    const int64_t N = x.size(0), V = x.size(1);
+    auto X = x.mat(N, V);
+    auto S = o.saved[0].mat(N, 3);  // m, z, t per row
+    auto dX = dx->mat(N, V);
+    const T inv_n = static_cast<T>(o.args[0]), g = o.grad[0];
+#pragma omp parallel for schedule(static) if (N * V >= kParallelElements)
+    for (int64_t r = 0; r < N; ++r) {
+      const auto t = static_cast<int64_t>(S(r, 2));
+      if (t == -1) continue;  // an ignored row: D_r = 0
+      const T m = S(r, 0), z = S(r, 1);
+      RowsMap<T> Dr(scratch<T>(V), 1, V);
+      Dr = ((X.row(r).array() - m).exp() * (inv_n / z)).matrix();  // p / n
+      Dr(0, t) -= inv_n;                                           // − onehot / n
+      dX.row(r).noalias() += g * Dr;
+    }
   });
-  if (records(out)) out.node()->saved[0] = std::move(D);
+  if (records(out)) {
+    out.node()->saved[0] = std::move(stats);
+    out.node()->args[0] = static_cast<double>(inv_n);  // exact: a T is a double
+  }
   return out;
 }
 

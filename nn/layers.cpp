@@ -195,9 +195,14 @@ Var<T> Attention<T>::forward(const Var<T>& x, const Var<T>& memory, const AttnMa
   QKV_CHECK(kv.dim() == 3 && kv.size(2) == d_model && kv.size(0) == x.size(0),
             "Attention '{}': memory {} does not match queries {}", this->display_path(), kv.shape(),
             x.shape());
-  const Var<T> K = split_heads(W_K->forward(kv));  // [B, H, S, d]
-  const Var<T> V = split_heads(W_V->forward(kv));  // [B, H, S, d]
-  return attend(x, K, V, mask, keep_attention, kv.size(1));
+  // The heads stay side by side in the projections' features: no copies to split or merge them.
+  const Var<T> Q = W_Q->forward(x);   // [B, T, C]
+  const Var<T> K = W_K->forward(kv);  // [B, S, C]
+  const Var<T> V = W_V->forward(kv);  // [B, S, C]
+  Tensor<T> P;
+  const Var<T> O = multi_head_attention(Q, K, V, n_heads, mask, keep_attention ? &P : nullptr);
+  last_attention_ = P;  // [B, H, T, S], or undefined
+  return W_O->forward(O);
 }
 
 template <typename T>

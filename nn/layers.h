@@ -118,6 +118,8 @@ class FeedForward : public Module<T> {
 ///   Q = x·W_Qᵀ + b_Q [B, T, C];  K, V from `memory` [B, S, C] (x itself for self-attention)
 ///   split into H heads of d = C/H;  P = softmax(Q·Kᵀ/√d + mask);  O = P·V;  merge heads
 ///   out = O·W_Oᵀ + b_O [B, T, C]
+/// forward() runs multi_head_attention on the projections as they are (head h in columns
+/// h·d … h·d+d−1), so splitting and merging the heads copies nothing.
 template <typename T>
 class Attention : public Module<T> {
  public:
@@ -149,8 +151,8 @@ class Attention : public Module<T> {
  private:
   Var<T> split_heads(const Var<T>& x) const;  // [B, T, C] → [B, H, T, d]
   void check_queries(const Var<T>& x) const;
-  /// W_O(merge_heads(attention(Q, K, V))) for queries x [B, T, C]; keeps P's first `keys` columns
-  /// when keep_attention.
+  /// W_O(merge_heads(attention(Q, K, V))) for queries x [B, T, C] over the cached K, V
+  /// [B, H, L, d]; keeps P's first `keys` columns when keep_attention.
   Var<T> attend(const Var<T>& x, const Var<T>& K, const Var<T>& V, const AttnMask& mask,
                 bool keep_attention, int64_t keys);
   Tensor<T> last_attention_;

@@ -222,12 +222,16 @@ ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
     }
     Var<T> x = run_blocks(main_, embed(main_, batch.tokens), self_mask, memory, cross_mask,
                           keep_attention);
-    r.logits = project(main_, x);  // [B, T, V]
+    // The head runs on the rows [B·T, C] and r.logits is a view of its output: the loss reads
+    // the [B·T, V] logits directly, so backward holds one [B·T, V] gradient, not a second one
+    // for a reshape.
+    const Var<T> rows = project(main_, reshape(x, {B * T_, c.d_model}));  // [B·T, V]
+    r.logits = reshape(rows, {B, T_, c.n_out});                           // [B, T, V]
     if (!batch.targets.empty()) {
       QKV_CHECK(batch.targets.shape == batch.tokens.shape,
                 "Model: batch targets has shape {}, expected {}", batch.targets.shape,
                 batch.tokens.shape);
-      r.loss = cross_entropy(reshape(r.logits, {B * T_, c.n_out}), flat(batch.targets));
+      r.loss = cross_entropy(rows, flat(batch.targets));
     }
   }
   if (keep_attention)

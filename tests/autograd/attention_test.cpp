@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "test_util.h"
 
@@ -420,6 +421,134 @@ TEST(Attention, ComposedBackwardWithoutRetainGraphMatchesFused) {
   expect_near(f.dQ, c.dQ, 1e-10, "dQ");
   expect_near(f.dK, c.dK, 1e-10, "dK");
   expect_near(f.dV, c.dV, 1e-10, "dV");
+}
+
+/// Q [B, T, H·d], K [B, S, H·d], V [B, S, H·dv]: the heads side by side in the features.
+Problem make_merged_problem(int64_t B, int64_t H, int64_t T, int64_t S, int64_t d, int64_t dv,
+                            uint64_t seed) {
+  Rng rng(seed);
+  Problem p;
+  p.Q = randn({B, T, H * d}, rng);
+  p.K = randn({B, S, H * d}, rng);
+  p.V = randn({B, S, H * dv}, rng);
+  return p;
+}
+
+/// [B, T, H·d] → [B, H, T, d] and back, by the shape ops.
+Var<double> split_heads(const Var<double>& x, int64_t H) {
+  return permute(reshape(x, {x.size(0), x.size(1), H, x.size(2) / H}), {0, 2, 1, 3});
+}
+Var<double> merge_heads(const Var<double>& x) {
+  return reshape(permute(x, {0, 2, 1, 3}), {x.size(0), x.size(2), x.size(1) * x.size(3)});
+}
+
+TEST(Attention, MultiHeadEqualsSplitAttendMergeExactly) {
+  const std::vector<std::tuple<const char*, int64_t, Problem, AttnMask>> cases = {
+      {"no mask", 3, make_merged_problem(2, 3, 5, 5, 4, 4, 40), {}},
+      {"causal", 2, make_merged_problem(2, 2, 6, 6, 3, 3, 41), causal()},
+      {"cross, T != S, dv != d, padded keys", 2, make_merged_problem(2, 2, 3, 5, 4, 3, 42),
+       key_padding({2, 5}, {1, 1, 0, 1, 1, 0, 1, 1, 1, 1})},
+      {"dead row", 2, make_merged_problem(2, 2, 4, 5, 3, 2, 43), mask_with_a_dead_row()},
+  };
+  for (const auto& [name, H, p, mask] : cases) {
+    SCOPED_TRACE(name);
+    const int64_t heads = H;
+    const AttnMask& m = mask;
+    const Grads f =
+        forward_backward(p, [&](const Var<double>& Q, const Var<double>& K, const Var<double>& V) {
+          return multi_head_attention(Q, K, V, heads, m);
+        });
+    const Grads c =
+        forward_backward(p, [&](const Var<double>& Q, const Var<double>& K, const Var<double>& V) {
+          return merge_heads(scaled_dot_product_attention(
+              split_heads(Q, heads), split_heads(K, heads), split_heads(V, heads), m));
+        });
+    // The same products on the same numbers, read in place instead of from copies: equal bits.
+    EXPECT_EQ(f.O.to_vector(), c.O.to_vector());
+    EXPECT_EQ(f.dQ.to_vector(), c.dQ.to_vector());
+    EXPECT_EQ(f.dK.to_vector(), c.dK.to_vector());
+    EXPECT_EQ(f.dV.to_vector(), c.dV.to_vector());
+  }
+}
+
+TEST(Attention, MultiHeadGradcheckFloat64) {
+  Problem p = make_merged_problem(2, 2, 3, 4, 3, 2, 44);
+  const AttnMask mask = key_padding({2, 4}, {1, 1, 1, 0, 1, 0, 1, 1});
+  EXPECT_GRADCHECK(gradcheck([&] { return multi_head_attention(p.Q, p.K, p.V, 2, mask); },
+                             {{"Q", p.Q}, {"K", p.K}, {"V", p.V}}));
+  Problem s = make_merged_problem(1, 3, 4, 4, 2, 2, 45);
+  EXPECT_GRADCHECK(gradcheck([&] { return multi_head_attention(s.Q, s.K, s.V, 3, causal()); },
+                             {{"Q", s.Q}, {"K", s.K}, {"V", s.V}}));
+}
+
+TEST(Attention, MultiHeadKeepsPAsBHTS) {
+  const Problem p = make_merged_problem(2, 2, 3, 3, 2, 2, 46);
+  Tensor<double> P;
+  multi_head_attention(p.Q, p.K, p.V, 2, causal(), &P);
+  Tensor<double> want;
+  scaled_dot_product_attention(split_heads(p.Q, 2), split_heads(p.K, 2), split_heads(p.V, 2),
+                               causal(), &want);
+  EXPECT_EQ(P.shape(), Shape({2, 2, 3, 3}));
+  EXPECT_EQ(P.to_vector(), want.to_vector());
+}
+
+TEST(Attention, BackwardFromRecomputedPEqualsBackwardFromKeptP) {
+  // Without P_out the op keeps no P and its backward recomputes it block by block; asking for P
+  // keeps it. Both backward passes must give the same bits, under each kind of mask.
+  const std::vector<std::pair<const char*, AttnMask>> masks = {
+      {"none", {}},
+      {"causal", causal()},
+      {"causal and key padding",
+       [] {
+         AttnMask m = key_padding({2, 5}, {1, 1, 1, 0, 0, 1, 0, 1, 1, 1});
+         m.causal = true;
+         return m;
+       }()},
+  };
+  const Problem p = make_merged_problem(2, 2, 5, 5, 3, 4, 48);
+  for (const auto& [name, mask] : masks) {
+    SCOPED_TRACE(name);
+    const AttnMask& m = mask;
+    const Grads recomputed =
+        forward_backward(p, [&](const Var<double>& Q, const Var<double>& K, const Var<double>& V) {
+          return multi_head_attention(Q, K, V, 2, m);
+        });
+    Tensor<double> P;
+    const Grads kept =
+        forward_backward(p, [&](const Var<double>& Q, const Var<double>& K, const Var<double>& V) {
+          return multi_head_attention(Q, K, V, 2, m, &P);
+        });
+    EXPECT_EQ(recomputed.O.to_vector(), kept.O.to_vector());
+    EXPECT_EQ(recomputed.dQ.to_vector(), kept.dQ.to_vector());
+    EXPECT_EQ(recomputed.dK.to_vector(), kept.dK.to_vector());
+    EXPECT_EQ(recomputed.dV.to_vector(), kept.dV.to_vector());
+  }
+}
+
+TEST(Attention, KeepsNoPUnlessAskedFor) {
+  const Problem p = make_merged_problem(2, 2, 4, 4, 3, 3, 49);
+  auto kept = [](const Var<double>& O) {
+    int64_t n = 0;
+    for (const Tensor<double>& s : O.node()->saved) n += s.defined() ? s.numel() : 0;
+    return n;
+  };
+  EXPECT_EQ(kept(multi_head_attention(p.Q, p.K, p.V, 2, causal())), 0);
+  EXPECT_EQ(
+      kept(multi_head_attention(p.Q, p.K, p.V, 2, key_padding({2, 4}, {1, 1, 1, 0, 1, 1, 0, 0}))),
+      2 * 4);  // the key padding, to recompute P with
+  Tensor<double> P;
+  EXPECT_EQ(kept(multi_head_attention(p.Q, p.K, p.V, 2, causal(), &P)), 2 * 2 * 4 * 4);
+}
+
+TEST(Attention, MultiHeadShapeErrorsNameTheOp) {
+  Rng rng(47);
+  auto Q = randn({2, 3, 6}, rng), K = randn({2, 4, 6}, rng), V = randn({2, 4, 5}, rng);
+  EXPECT_EQ(error_of([&] { multi_head_attention(Q, K, V, 2); }),
+            "multi_head_attention: 2 heads do not divide the features of Q [2, 3, 6], K [2, 4, 6] "
+            "and V [2, 4, 5]");
+  auto Q4 = randn({2, 2, 3, 3}, rng);
+  EXPECT_EQ(error_of([&] { multi_head_attention(Q4, K, K, 2); }),
+            "multi_head_attention: Q must have shape [B, T, H·d], got [2, 2, 3, 3]");
 }
 
 TEST(Attention, ComposedGradcheckCausal) {

@@ -108,6 +108,32 @@ TEST(CrossEntropy, LargeInputMatchesRowByRow) {
     }
 }
 
+TEST(CrossEntropy, BackwardScalesByTheUpstreamGradientAndAccumulates) {
+  // L = 2.5·CE(x) + CE(x): two cross-entropy nodes add into the same dx, each scaled by its g.
+  Rng rng(9);
+  auto x = randn({6, 9}, rng);
+  IndexTensor t({6}, {8, 0, -1, 3, 3, 1});
+  add(mul_scalar(cross_entropy(x, t), 2.5), cross_entropy(x, t)).backward();
+  Tensor<double> p = softmax(x.detach()).value();
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t j = 0; j < 9; ++j) {
+      const double want = t[r] == -1 ? 0.0 : 3.5 * (p[r * 9 + j] - (j == t[r])) / 5.0;
+      EXPECT_NEAR(x.grad()[r * 9 + j], want, 1e-15) << r << "," << j;
+    }
+}
+
+TEST(CrossEntropy, KeepsPerRowStatisticsNotAnNByVBuffer) {
+  // The backward recomputes (p − onehot)/n from the logits: what the node keeps is O(N).
+  Rng rng(10);
+  auto x = randn({64, 500}, rng);
+  IndexTensor t({64});
+  for (int64_t r = 0; r < 64; ++r) t[r] = static_cast<int32_t>(rng.below(500));
+  Var<double> loss = cross_entropy(x, t);
+  int64_t kept = 0;
+  for (const Tensor<double>& s : loss.node()->saved) kept += s.defined() ? s.numel() : 0;
+  EXPECT_LE(kept, 3 * 64);
+}
+
 TEST(CrossEntropy, Float32AgreesWithFloat64) {
   Rng rng(7);
   auto x = randn({8, 11}, rng, false);
