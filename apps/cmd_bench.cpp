@@ -18,6 +18,7 @@
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
 #include "apps/fma_peak.h"
+#include "apps/gemm_backend.h"
 #include "core/error.h"
 
 namespace qkv::cli {
@@ -95,8 +96,8 @@ void run(const BenchArgs& a) {
         "qkv bench: one training step (zero grad, forward, loss, backward, AdamW), float32; median "
         "ms/step over the timed steps after {} warm-up; threads {}\n",
         a.warmup, a.threads == "best" ? "best of 1 and 2" : a.threads);
-    fmt::print("machine: {}, {} cores online, load average {} (1, 5, 15 min)\n", cpu,
-               ::sysconf(_SC_NPROCESSORS_ONLN), load_average());
+    fmt::print("machine: {}, {} cores online, load average {} (1, 5, 15 min); GEMM: {}\n", cpu,
+               ::sysconf(_SC_NPROCESSORS_ONLN), load_average(), gemm_backend());
     std::string peaks;
     for (const auto& [t, g] : peak)
       peaks += fmt::format("{}{:.1f} GFLOP/s at {} thread{}{}", peaks.empty() ? "" : ", ", g, t,
@@ -166,6 +167,7 @@ void run(const BenchArgs& a) {
                           {"mfu", best.gflops / best_peak},
                           {"peak_rss_mb", best.peak_rss_mb},
                           {"isa", fma_isa()},
+                          {"gemm", gemm_backend()},
                           {"cpu", cpu},
                           {"ms_per_step_by_threads", tried},
                           {"by_threads", by_threads}};

@@ -5,19 +5,21 @@
 
 #include "apps/cli_checks.h"
 #include "apps/commands.h"
+#include "apps/gemm_backend.h"
 #include "apps/wait_policy.h"
 #include "core/error.h"
 #include "core/version.h"
 #include "train/distributed.h"
 
 int main(int argc, char** argv) {
-  qkv::cli::ensure_passive_wait_policy(argv);  // may re-execute qkv: before anything else
-  qkv::DistributedSession mpi(argc, argv);     // MPI_Init under mpirun (docs/distributed.md)
+  qkv::cli::ensure_run_time_settings(argv);  // may re-execute qkv: before anything else
+  qkv::DistributedSession mpi(argc, argv);   // MPI_Init under mpirun (docs/distributed.md)
   CLI::App app{
       "qkv — train toy transformers from scratch, gradient-check the attention backward pass,\n"
       "and see every number of Attention(Q, K, V) = softmax(Q·Kᵀ/√d_k)·V.",
       "qkv"};
-  app.set_version_flag("--version", std::string("qkv ") + QKV_VERSION);
+  app.set_version_flag("--version",
+                       std::string("qkv ") + QKV_VERSION + "\nGEMM: " + qkv::cli::gemm_backend());
   app.require_subcommand(1);
   app.get_formatter()->column_width(34);
   qkv::cli::add_tasks(app);

@@ -8,6 +8,8 @@
 // it inside main() is too late: the program sets it and runs itself again.
 #include "apps/wait_policy.h"
 
+#include "apps/gemm_backend.h"
+
 #include <sys/auxv.h>
 #include <unistd.h>
 
@@ -27,12 +29,18 @@ bool started_by_the_loader() {
 
 }  // namespace
 
-void ensure_passive_wait_policy(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  if (started_by_the_loader()) return;  // OpenMP's default policy: set OMP_WAIT_POLICY to choose
-  if (::setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+void ensure_run_time_settings(char** argv) {
+  // Each setting is read when its library is loaded, before main: set them all, then one exec.
+  bool changed = false;
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
+    changed |= ::setenv("OMP_WAIT_POLICY", "passive", 1) == 0;
+  if (const char* core = openblas_core_to_force())
+    changed |= ::setenv("OPENBLAS_CORETYPE", core, 1) == 0;
+  // Started through the loader by hand: libgomp's default policy and OpenBLAS's own core (set
+  // OMP_WAIT_POLICY and OPENBLAS_CORETYPE to choose).
+  if (!changed || started_by_the_loader()) return;
   ::execv("/proc/self/exe", argv);
-  // Still here: the exec failed (no /proc); run on with libgomp's default policy.
+  // Still here: the exec failed (no /proc); run on with the libraries' defaults.
 }
 
 }  // namespace qkv::cli
