@@ -5,8 +5,7 @@
 // stretches to the other operand's size. The walk coalesces the output's axes wherever every
 // operand stays contiguous across them, so that
 //   same shapes                 [B,T,C] ⊕ [B,T,C]  → one axis, in chunks on all threads
-//   (for_chunks) leading-axis broadcast      [B,T,C] ⊕ [T,C]    → rows [B] × [T·C], the row an
-//   Eigen expression
+//   leading-axis broadcast      [B,T,C] ⊕ [T,C]    → rows [B] × [T·C], the row an Eigen expression
 //                               [B,T,C] ⊕ [C]      → rows [B·T] × [C]
 //   trailing-axis broadcast     [B,T,C] ⊕ [B,T,1]  → rows [B·T] × [C], the [B,T,1] side a constant
 //   anything else               [2,1,3] ⊕ [4,1]    → an odometer over the outer axes, Eigen inside
@@ -156,16 +155,20 @@ void map2(const Tensor<T>& a, const Tensor<T>& b, Tensor<T>& out, F f) {
   });
 }
 
+/// dst += scale · src over n elements in the same order, on all threads in chunks.
+template <typename T>
+void add_scaled(T* dst, const T* src, int64_t n, T scale) {
+  for_chunks(n, [&](int64_t i, int64_t k) {
+    ArrMap<T>(dst + i, k) += scale * ConstArrMap<T>(src + i, k);
+  });
+}
+
 /// dst += scale · src, src broadcast to dst's shape (the backward of a reduction).
 template <typename T>
 void broadcast_add(Tensor<T>& dst, const Tensor<T>& src, T scale) {
   if (dst.numel() == 0) return;
   if (src.numel() == dst.numel()) {  // same elements in the same order
-    const T* ps = src.data();
-    T* pd = dst.data();
-    for_chunks(dst.numel(), [&](int64_t i, int64_t n) {
-      ArrMap<T>(pd + i, n) += scale * ConstArrMap<T>(ps + i, n);
-    });
+    add_scaled(dst.data(), src.data(), dst.numel(), scale);
     return;
   }
   const T* ps = src.data();
@@ -193,11 +196,7 @@ template <typename T>
 void reduce_add(Tensor<T>& dx, const Tensor<T>& g, T scale) {
   if (g.numel() == 0) return;
   if (dx.numel() == g.numel()) {
-    const T* pg = g.data();
-    T* px = dx.data();
-    for_chunks(g.numel(), [&](int64_t i, int64_t n) {
-      ArrMap<T>(px + i, n) += scale * ConstArrMap<T>(pg + i, n);
-    });
+    add_scaled(dx.data(), g.data(), g.numel(), scale);
     return;
   }
   if (dx.numel() == 1) {
