@@ -252,15 +252,53 @@ TEST(Linear, Float32AgreesWithFloat64) {
   for (int64_t i = 0; i < y64.numel(); ++i) EXPECT_NEAR(y32[i], y64[i], 1e-5 * 32) << i;
 }
 
+// Float32 weights of at most 64 × 64 elements run on the packing-free kernel (gemm_kernel.h), in
+// the forward and in both backward products: all of them against float64, with row counts and
+// widths that leave remainders everywhere, with and without bias.
+TEST(Linear, SmallWeightFloat32AgreesWithFloat64ForwardAndBackward) {
+  struct Shapes {
+    Shape x;
+    int64_t out;
+    bool bias;
+  };
+  for (const Shapes& c : {Shapes{{257, 37}, 45, true}, Shapes{{3, 50, 32}, 64, false},
+                          Shapes{{5, 1}, 3, true}, Shapes{{2, 512, 64}, 32, true}}) {
+    Rng rng(49);
+    const int64_t in = c.x[-1];
+    auto x = randn(c.x, rng), W = randn({c.out, in}, rng), b = randn({c.out}, rng);
+    Var<double> b64 = c.bias ? b : Var<double>();
+    Var<double> y64 = linear(x, W, b64);
+    Tensor<double> g = randn(y64.shape(), rng, false).value();
+    y64.backward(g);
+    Var<float> x32(x.value().to<float>(), true), W32(W.value().to<float>(), true),
+        b32 = c.bias ? Var<float>(b.value().to<float>(), true) : Var<float>();
+    Var<float> y32 = linear(x32, W32, b32);
+    y32.backward(g.to<float>());
+    // Each element is a float sum of (R or in or out) products of N(0, 1) numbers; 1e-5 per term.
+    const int64_t R = x.numel() / in;
+    auto expect_close = [](const Tensor<float>& got, const Tensor<double>& want, double tol,
+                           const char* what) {
+      ASSERT_EQ(got.shape(), want.shape()) << what;
+      for (int64_t i = 0; i < got.numel(); ++i)
+        ASSERT_NEAR(got[i], want[i], tol) << what << " element " << i;
+    };
+    expect_close(y32.value(), y64.value(), 1e-5 * (in + 1), "y");
+    expect_close(x32.grad(), x.grad(), 1e-5 * c.out, "dX");
+    expect_close(W32.grad(), W.grad(), 1e-5 * R, "dW");
+    if (c.bias) expect_close(b32.grad(), b.grad(), 1e-5 * R, "db");
+  }
+}
+
 struct LinearRun {
   Tensor<float> y, dx, dw, db;
 };
 
-/// One float32 forward + backward of a training-sized linear layer, fresh leaves each time.
-LinearRun run_linear_once() {
+/// One float32 forward + backward of a training-sized linear layer, fresh leaves each time: a
+/// weight of [128, 96] goes to Eigen's GEMM, one of [32, 32] to the small kernel.
+LinearRun run_linear_once(int64_t out = 128, int64_t in = 96) {
   Rng rng(48);
   auto make = [&](const Shape& s) { return testing::randn<float>(s, rng); };
-  Var<float> x = make({4, 64, 96}), W = make({128, 96}), b = make({128});
+  Var<float> x = make({4, 64, in}), W = make({out, in}), b = make({out});
   Var<float> y = linear(x, W, b);
   Tensor<float> g = testing::randn_tensor<float>(y.shape(), rng);
   y.backward(g);
@@ -279,15 +317,17 @@ TEST(Linear, ForwardAndBackwardAreBitwiseDeterministic) {
 
 TEST(Linear, ResultDoesNotDependOnTheThreadCount) {
   const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  LinearRun one = run_linear_once();
-  omp_set_num_threads(std::max(2, threads));
-  LinearRun many = run_linear_once();
-  omp_set_num_threads(threads);
-  expect_bitwise_equal(one.y, many.y, "y");
-  expect_bitwise_equal(one.dx, many.dx, "dX");
-  expect_bitwise_equal(one.dw, many.dw, "dW");
-  expect_bitwise_equal(one.db, many.db, "db");
+  for (const auto& [out, in] : {std::pair<int64_t, int64_t>{128, 96}, {32, 32}}) {
+    omp_set_num_threads(1);
+    LinearRun one = run_linear_once(out, in);
+    omp_set_num_threads(std::max(2, threads));
+    LinearRun many = run_linear_once(out, in);
+    omp_set_num_threads(threads);
+    expect_bitwise_equal(one.y, many.y, "y");
+    expect_bitwise_equal(one.dx, many.dx, "dX");
+    expect_bitwise_equal(one.dw, many.dw, "dW");
+    expect_bitwise_equal(one.db, many.db, "db");
+  }
 }
 
 TEST(Linear, InputFeaturesMismatchIsAnError) {

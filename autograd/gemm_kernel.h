@@ -1,0 +1,110 @@
+// A GEMM for the thin products of small models: no packing of A, whole K in one sweep.
+//
+// A BLAS GEMM copies ("packs") both operands into cache-sized panels before its micro-kernel
+// runs. For the products of a small model, [1024, 32] · [32, 32], that copy costs a third as
+// much as the arithmetic, and so does zero-filling C before β = 1 (perf of `qkv bench --config
+// tiny`: kernel 42 %, packing 15 %, memset 5 %). Here the micro-kernel reads A in place, one
+// broadcast scalar per row and k, and B as rows of contiguous packets; C is written once, with its
+// initial value (zero, a bias row, or C itself) loaded into the accumulators. No cache blocking:
+// it is for operands that fit in L2, and linear() only calls it there (kSmallGemmMaxWeight).
+//
+// Each C element is Σ_k in increasing k, added to its initial value first: the result does not
+// depend on the tile a row falls in, on alignment, or on the thread count.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+
+namespace qkv::gemm {
+
+using Packet = Eigen::internal::packet_traits<float>::type;
+inline constexpr int kPacket = Eigen::internal::packet_traits<float>::size;
+inline constexpr int kRows = 6;  // MR: 6 rows × 2 packets = 12 accumulators, 16 registers on AVX2
+
+/// Where C's initial value comes from.
+enum class Init { kZero, kBias, kAccumulate };
+
+/// C[0:MR, 0:NP·kPacket] = init + Σ_k A(m, k) · B(k, n), with A(m, k) = a[m·a_m + k·a_k] and
+/// B(k, n) = b[k·ldb + n].
+template <int MR, int NP>
+inline void tile(int64_t K, const float* a, int64_t a_m, int64_t a_k, const float* b, int64_t ldb,
+                 float* c, int64_t ldc, const float* bias, Init init) {
+  namespace ei = Eigen::internal;
+  Packet acc[MR][NP];
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NP; ++j)
+      acc[m][j] = init == Init::kAccumulate ? ei::ploadu<Packet>(c + m * ldc + j * kPacket)
+                  : init == Init::kBias     ? ei::ploadu<Packet>(bias + j * kPacket)
+                                            : ei::pset1<Packet>(0.0f);
+  for (int64_t k = 0; k < K; ++k) {
+    const float* bk = b + k * ldb;
+    const float* ak = a + k * a_k;
+    Packet bv[NP];
+    for (int j = 0; j < NP; ++j) bv[j] = ei::ploadu<Packet>(bk + j * kPacket);
+    for (int m = 0; m < MR; ++m) {
+      const Packet av = ei::pset1<Packet>(ak[m * a_m]);
+      for (int j = 0; j < NP; ++j) acc[m][j] = ei::pmadd(av, bv[j], acc[m][j]);
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NP; ++j) ei::pstoreu(c + m * ldc + j * kPacket, acc[m][j]);
+}
+
+/// Columns [n0, N) of rows [0, MR), narrower than a packet: the same sums, one scalar at a time.
+template <int MR>
+inline void tail(int64_t n0, int64_t N, int64_t K, const float* a, int64_t a_m, int64_t a_k,
+                 const float* b, int64_t ldb, float* c, int64_t ldc, const float* bias, Init init) {
+  for (int m = 0; m < MR; ++m)
+    for (int64_t n = n0; n < N; ++n) {
+      float s = init == Init::kAccumulate ? c[m * ldc + n] : init == Init::kBias ? bias[n] : 0.0f;
+      for (int64_t k = 0; k < K; ++k) s += a[m * a_m + k * a_k] * b[k * ldb + n];
+      c[m * ldc + n] = s;
+    }
+}
+
+/// One band of MR rows across all N columns: panels of two packets, then one, then scalars.
+template <int MR>
+inline void band(int64_t N, int64_t K, const float* a, int64_t a_m, int64_t a_k, const float* b,
+                 int64_t ldb, float* c, int64_t ldc, const float* bias, Init init) {
+  int64_t n = 0;
+  for (; n + 2 * kPacket <= N; n += 2 * kPacket)
+    tile<MR, 2>(K, a, a_m, a_k, b + n, ldb, c + n, ldc, bias ? bias + n : nullptr, init);
+  for (; n + kPacket <= N; n += kPacket)
+    tile<MR, 1>(K, a, a_m, a_k, b + n, ldb, c + n, ldc, bias ? bias + n : nullptr, init);
+  if (n < N) tail<MR>(n, N, K, a, a_m, a_k, b, ldb, c, ldc, bias, init);
+}
+
+/// C [M, N] (row stride ldc) = init + A · B, A(m, k) = a[m·a_m + k·a_k] (row-major A: a_m = lda,
+/// a_k = 1; Aᵀ of a row-major matrix: a_m = 1, a_k = its row stride), B row-major [K, N].
+/// init: kZero, kBias (bias[n], N floats) or kAccumulate (C += A · B).
+inline void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_m, int64_t a_k,
+                       const float* b, int64_t ldb, float* c, int64_t ldc, const float* bias,
+                       Init init) {
+  int64_t m = 0;
+  for (; m + kRows <= M; m += kRows)
+    band<kRows>(N, K, a + m * a_m, a_m, a_k, b, ldb, c + m * ldc, ldc, bias, init);
+  const float* am = a + m * a_m;
+  float* cm = c + m * ldc;
+  switch (M - m) {
+    case 5:
+      band<5>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
+      break;
+    case 4:
+      band<4>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
+      break;
+    case 3:
+      band<3>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
+      break;
+    case 2:
+      band<2>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
+      break;
+    case 1:
+      band<1>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
+      break;
+    default:
+      break;
+  }
+  static_assert(kRows == 6, "the switch above covers the remainders of kRows = 6");
+}
+
+}  // namespace qkv::gemm
