@@ -5,14 +5,16 @@
 // much as the arithmetic, and so does zero-filling C before β = 1 (perf of `qkv bench --config
 // tiny`: kernel 42 %, packing 15 %, memset 5 %). Here the micro-kernel reads A in place, one
 // broadcast scalar per row and k, and B as rows of contiguous packets; C is written once, with its
-// initial value (zero, a bias row, or C itself) loaded into the accumulators. No cache blocking:
-// it is for operands that fit in L2, and linear() only calls it there (kSmallGemmMaxWeight).
+// initial value (zero, a bias row, or C itself) loaded into the accumulators. Only K is blocked
+// (kDepth): it is for weights that fit in L1, and linear() only calls it there
+// (kSmallGemmMaxWeight).
 //
 // Each C element is Σ_k in increasing k, added to its initial value first: the result does not
 // depend on the tile a row falls in, on alignment, or on the thread count.
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstdint>
 
 namespace qkv::gemm {
@@ -34,7 +36,7 @@ inline void tile(int64_t K, const float* a, int64_t a_m, int64_t a_k, const floa
   for (int m = 0; m < MR; ++m)
     for (int j = 0; j < NP; ++j)
       acc[m][j] = init == Init::kAccumulate ? ei::ploadu<Packet>(c + m * ldc + j * kPacket)
-                  : init == Init::kBias     ? ei::ploadu<Packet>(bias + j * kPacket)
+                  : bias                    ? ei::ploadu<Packet>(bias + j * kPacket)
                                             : ei::pset1<Packet>(0.0f);
   for (int64_t k = 0; k < K; ++k) {
     const float* bk = b + k * ldb;
@@ -56,7 +58,7 @@ inline void tail(int64_t n0, int64_t N, int64_t K, const float* a, int64_t a_m, 
                  const float* b, int64_t ldb, float* c, int64_t ldc, const float* bias, Init init) {
   for (int m = 0; m < MR; ++m)
     for (int64_t n = n0; n < N; ++n) {
-      float s = init == Init::kAccumulate ? c[m * ldc + n] : init == Init::kBias ? bias[n] : 0.0f;
+      float s = init == Init::kAccumulate ? c[m * ldc + n] : bias ? bias[n] : 0.0f;
       for (int64_t k = 0; k < K; ++k) s += a[m * a_m + k * a_k] * b[k * ldb + n];
       c[m * ldc + n] = s;
     }
@@ -77,33 +79,47 @@ inline void band(int64_t N, int64_t K, const float* a, int64_t a_m, int64_t a_k,
 /// C [M, N] (row stride ldc) = init + A · B, A(m, k) = a[m·a_m + k·a_k] (row-major A: a_m = lda,
 /// a_k = 1; Aᵀ of a row-major matrix: a_m = 1, a_k = its row stride), B row-major [K, N].
 /// init: kZero, kBias (bias[n], N floats) or kAccumulate (C += A · B).
+/// K is cut into blocks of kDepth so that a block's rows of B and columns of A stay in L1 while
+/// every band reads them (dW = Gᵀ·X has K = all the rows of a batch); C carries the sum from one
+/// block to the next, in float as the accumulators do, so the cut changes no bit.
+inline constexpr int64_t kDepth = 64;
+
 inline void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_m, int64_t a_k,
                        const float* b, int64_t ldb, float* c, int64_t ldc, const float* bias,
                        Init init) {
-  int64_t m = 0;
-  for (; m + kRows <= M; m += kRows)
-    band<kRows>(N, K, a + m * a_m, a_m, a_k, b, ldb, c + m * ldc, ldc, bias, init);
-  const float* am = a + m * a_m;
-  float* cm = c + m * ldc;
-  switch (M - m) {
-    case 5:
-      band<5>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
-      break;
-    case 4:
-      band<4>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
-      break;
-    case 3:
-      band<3>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
-      break;
-    case 2:
-      band<2>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
-      break;
-    case 1:
-      band<1>(N, K, am, a_m, a_k, b, ldb, cm, ldc, bias, init);
-      break;
-    default:
-      break;
-  }
+  int64_t k0 = 0;
+  do {  // at least once: K = 0 still sets C to its initial value
+    const int64_t kc = std::min(kDepth, K - k0);
+    const float* ak = a + k0 * a_k;
+    const float* bk = b + k0 * ldb;
+    const Init start = k0 == 0 ? init : Init::kAccumulate;
+    const float* bias_k = start == Init::kBias ? bias : nullptr;  // read only if start is kBias
+    int64_t m = 0;
+    for (; m + kRows <= M; m += kRows)
+      band<kRows>(N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
+    const float* am = ak + m * a_m;
+    float* cm = c + m * ldc;
+    switch (M - m) {
+      case 5:
+        band<5>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
+        break;
+      case 4:
+        band<4>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
+        break;
+      case 3:
+        band<3>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
+        break;
+      case 2:
+        band<2>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
+        break;
+      case 1:
+        band<1>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
+        break;
+      default:
+        break;
+    }
+    k0 += kc;
+  } while (k0 < K);
   static_assert(kRows == 6, "the switch above covers the remainders of kRows = 6");
 }
 
