@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "autograd/gemm_kernel.h"
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
 
@@ -153,12 +155,63 @@ AttnDims attention_dims(const char* op, const HeadLayout& L, const Shape& q, con
                       {v[0], L.H, v[1], v[2] / L.H});
 }
 
-/// P's (b, h) block: S = c·Q Kᵀ, the hidden entries −inf, softmax by rows. The forward and the
-/// backward's recomputation both call this, so they get the same bits.
+/// Heads of at most this many keys and features run their products on the packing-free float
+/// kernel of gemm_kernel.h rather than Eigen's GEMM, which hands each (b, h) block's small
+/// product to the BLAS and its packing (`qkv bench --config tiny`: T = S = 16, d = 32).
+constexpr int64_t kSmallHead = 64;
+
 template <typename T>
-void probabilities(const ConstHeadMap<T>& Qi, const ConstHeadMap<T>& Ki, T c, const MaskView& m,
-                   int64_t bh, int64_t H, RowsMap<T> Pi) {
-  Pi.noalias() = c * (Qi * Ki.transpose());
+bool small_heads(const AttnDims& n) {
+  return std::is_same_v<T, float> && n.S <= kSmallHead && n.d <= kSmallHead && n.dv <= kSmallHead;
+}
+
+/// C = A·B or C += A·B for head blocks, A(m, k) = a[m·a_m + k·a_k], B and C row-major with their
+/// row strides: the small kernel when `small` (float only), else the same product through Eigen.
+template <typename T>
+void head_gemm(bool small, int64_t M, int64_t N, int64_t K, const T* a, int64_t a_m, int64_t a_k,
+               const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (small) {
+      gemm::small_gemm(M, N, K, a, a_m, a_k, b, ldb, c, ldc, nullptr,
+                       accumulate ? gemm::Init::kAccumulate : gemm::Init::kZero);
+      return;
+    }
+  }
+  const ConstHeadMap<T> B(b, K, N, Eigen::OuterStride<>(ldb));
+  HeadMap<T> C(c, M, N, Eigen::OuterStride<>(ldc));
+  auto product = [&](const auto& A) {
+    if (accumulate)
+      C.noalias() += A * B;
+    else
+      C.noalias() = A * B;
+  };
+  // A is a row-major block (a_k = 1) or the transpose of one (a_m = 1), as Eigen expressions.
+  if (a_k == 1)
+    product(ConstHeadMap<T>(a, M, K, Eigen::OuterStride<>(a_m)));
+  else
+    product(ConstHeadMap<T>(a, K, M, Eigen::OuterStride<>(a_k)).transpose());
+}
+
+/// C [rows of A, rows of X] = α · A Xᵀ for head blocks. The small kernel reads B row by row, so it
+/// gets (α·X)ᵀ copied into `xt` ([cols, rows of X]); Eigen takes the transpose as it is.
+template <typename T>
+void times_transposed(bool small, const ConstHeadMap<T>& A, const ConstHeadMap<T>& X, T alpha,
+                      RowsMap<T> C, T* xt) {
+  if (small) {
+    RowsMap<T>(xt, X.cols(), X.rows()).noalias() = alpha * X.transpose();
+    head_gemm(true, A.rows(), X.rows(), A.cols(), A.data(), A.outerStride(), int64_t{1}, xt,
+              X.rows(), C.data(), C.cols(), false);
+  } else {
+    C.noalias() = alpha * (A * X.transpose());
+  }
+}
+
+/// P's (b, h) block: S = c·Q Kᵀ, the hidden entries −inf, softmax by rows (`kt`: room for Kᵀ).
+/// The forward and the backward's recomputation both call this, so they get the same bits.
+template <typename T>
+void probabilities(bool small, const ConstHeadMap<T>& Qi, const ConstHeadMap<T>& Ki, T c,
+                   const MaskView& m, int64_t bh, int64_t H, RowsMap<T> Pi, T* kt) {
+  times_transposed(small, Qi, Ki, c, Pi, kt);
   if (m.any())
     for (int64_t t = 0; t < Pi.rows(); ++t) m.apply(bh / H, bh % H, t, Pi.data() + t * Pi.cols());
   softmax_rows(Pi.data(), Pi.data(), Pi.rows(), Pi.cols());
@@ -214,14 +267,17 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
   T *p = P.data(), *o = O.data();
   const T c = static_cast<T>(scale);
   const bool parallel = n.B * n.H * n.T * n.S * (n.d + n.dv) >= kParallelWork;
+  const bool small = small_heads<T>(n);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t bh = 0; bh < n.B * n.H; ++bh) {
+    T* work = scratch<T>(line_up<T>(n.T * n.S) + n.d * n.S);  // [P block if not kept | c·Kᵀ]
     const ConstHeadMap<T> Qi = head(q, L, bh, n.T, n.d), Ki = head(k, L, bh, n.S, n.d);
     const ConstHeadMap<T> Vi = head(v, L, bh, n.S, n.dv);
-    RowsMap<T> Pi(keep_P ? p + bh * n.T * n.S : scratch<T>(n.T * n.S), n.T, n.S);
+    RowsMap<T> Pi(keep_P ? p + bh * n.T * n.S : work, n.T, n.S);
     HeadMap<T> Oi = head(o, L, bh, n.T, n.dv);
-    probabilities(Qi, Ki, c, m, bh, n.H, Pi);
-    Oi.noalias() = Pi * Vi;
+    probabilities(small, Qi, Ki, c, m, bh, n.H, Pi, work + line_up<T>(n.T * n.S));
+    head_gemm(small, n.T, n.dv, n.S, Pi.data(), n.S, int64_t{1}, Vi.data(), Vi.outerStride(),
+              Oi.data(), Oi.outerStride(), false);
   }
   Var<T> out = make_result<T>(std::move(O), {&Q, &K, &V}, op, [](Node<T>& nd) {
     Tensor<T>* dQ = nd.input_grad(0);
@@ -242,24 +298,34 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
     T* gk = dK ? dK->data() : nullptr;
     T* gv = dV ? dV->data() : nullptr;
     const bool parallel = BH * T_ * S * (d + dv) >= kParallelWork;
+    const bool small = small_heads<T>(n);
+    const int64_t ld_o = L.stride(dv), ld_k = L.stride(d);  // row strides of head blocks
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t bh = 0; bh < BH; ++bh) {
-      T* work = scratch<T>(line_up<T>(T_ * S) + T_ * S);  // [P block if recomputed | dS]
+      // [P block if recomputed | dS | c·Kᵀ, then Vᵀ]
+      const int64_t at_dS = line_up<T>(T_ * S), at_t = at_dS + line_up<T>(T_ * S);
+      T* work = scratch<T>(at_t + std::max(d, dv) * S);
       const ConstHeadMap<T> Qi = head(q, L, bh, T_, d), Ki = head(k, L, bh, S, d);
-      if (!p) probabilities(Qi, Ki, c, m, bh, n.H, RowsMap<T>(work, T_, S));
+      if (!p) probabilities(small, Qi, Ki, c, m, bh, n.H, RowsMap<T>(work, T_, S), work + at_t);
       ConstRowsMap<T> Pi(p ? p + bh * T_ * S : work, T_, S);
       const ConstHeadMap<T> dOi = head(go, L, bh, T_, dv);
-      if (gv) head(gv, L, bh, S, dv).noalias() += Pi.transpose() * dOi;
+      if (gv)  // dV += Pᵀ dO: A(s, t) = P[t, s]
+        head_gemm(small, S, dv, T_, Pi.data(), int64_t{1}, S, dOi.data(), ld_o,
+                  gv + L.offset(bh, S, dv), ld_o, true);
       if (!gq && !gk) continue;
       const ConstHeadMap<T> Vi = head(v, L, bh, S, dv);
-      RowsMap<T> dS(work + line_up<T>(T_ * S), T_, S);
-      dS.noalias() = dOi * Vi.transpose();  // dP
-      for (int64_t t = 0; t < T_; ++t) {    // dS = P ⊙ (dP − ⟨dP, P⟩) per row
+      RowsMap<T> dS(work + at_dS, T_, S);
+      times_transposed(small, dOi, Vi, T(1), dS, work + at_t);  // dP = dO Vᵀ
+      for (int64_t t = 0; t < T_; ++t) {  // c·dS = c·P ⊙ (dP − ⟨dP, P⟩) per row
         const T r = dS.row(t).dot(Pi.row(t));
-        dS.row(t).array() = Pi.row(t).array() * (dS.row(t).array() - r);
+        dS.row(t).array() = c * Pi.row(t).array() * (dS.row(t).array() - r);
       }
-      if (gq) head(gq, L, bh, T_, d).noalias() += c * (dS * Ki);
-      if (gk) head(gk, L, bh, S, d).noalias() += c * (dS.transpose() * Qi);
+      if (gq)  // dQ += (c·dS) K
+        head_gemm(small, T_, d, S, dS.data(), S, int64_t{1}, Ki.data(), ld_k,
+                  gq + L.offset(bh, T_, d), ld_k, true);
+      if (gk)  // dK += (c·dS)ᵀ Q: A(s, t) = dS[t, s]
+        head_gemm(small, S, d, T_, dS.data(), int64_t{1}, S, Qi.data(), ld_k,
+                  gk + L.offset(bh, S, d), ld_k, true);
     }
   });
   if (records(out)) {

@@ -525,6 +525,70 @@ TEST(Attention, BackwardFromRecomputedPEqualsBackwardFromKeptP) {
   }
 }
 
+// Float32 heads of at most 64 keys and features run on the packing-free kernel (gemm_kernel.h):
+// values and all three gradients against float64, in both layouts, under each kind of mask, with
+// sizes that leave remainder rows and columns in every product; then bigger heads (Eigen's GEMM).
+TEST(Attention, Float32ForwardAndBackwardAgreeWithFloat64) {
+  struct Case {
+    const char* name;
+    bool merged;
+    int64_t H;
+    Problem p;
+    AttnMask mask;
+  };
+  const std::vector<Case> cases = {
+      {"split, causal", false, 2, make_problem(2, 2, 16, 16, 32, 32, 60), causal()},
+      {"merged, key padding, T != S, dv != d", true, 2, make_merged_problem(3, 2, 7, 13, 9, 20, 61),
+       key_padding({3, 13}, {1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                             1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0})},
+      {"merged, dead row", true, 2, make_merged_problem(2, 2, 4, 5, 3, 2, 62),
+       mask_with_a_dead_row()},
+      {"split, allowed mask", false, 1, make_problem(2, 1, 6, 6, 8, 8, 63),
+       AttnMask{false, {}, random_bool({2, 1, 6, 6}, 64)}},
+      {"merged, heads above the small size", true, 2, make_merged_problem(1, 2, 70, 70, 8, 8, 65),
+       causal()},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto attend = [&](const auto& Q, const auto& K, const auto& V) {
+      return c.merged ? multi_head_attention(Q, K, V, c.H, c.mask)
+                      : scaled_dot_product_attention(Q, K, V, c.mask);
+    };
+    const Grads want = forward_backward(c.p, attend);
+    Var<float> Q = leaf<float>(c.p.Q), K = leaf<float>(c.p.K), V = leaf<float>(c.p.V);
+    Var<float> O = attend(Q, K, V);
+    Rng rng(99);  // the upstream gradient forward_backward used
+    O.backward(randn(O.shape(), rng, false).value().to<float>());
+    auto expect_close = [](const Tensor<float>& got, const Tensor<double>& ref, const char* what) {
+      ASSERT_EQ(got.shape(), ref.shape()) << what;
+      for (int64_t i = 0; i < got.numel(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 2e-5 * (1 + std::abs(ref[i]))) << what << " element " << i;
+    };
+    expect_close(O.value(), want.O, "O");
+    expect_close(Q.grad(), want.dQ, "dQ");
+    expect_close(K.grad(), want.dK, "dK");
+    expect_close(V.grad(), want.dV, "dV");
+  }
+}
+
+TEST(Attention, Float32BackwardFromRecomputedPEqualsBackwardFromKeptP) {
+  const Problem p = make_merged_problem(2, 2, 16, 16, 16, 16, 66);
+  AttnMask mask = key_padding({2, 16}, std::vector<uint8_t>(32, 1));
+  mask.key_padding[5] = mask.key_padding[20] = 0;
+  mask.causal = true;
+  auto run = [&](bool keep) {
+    Var<float> Q = leaf<float>(p.Q), K = leaf<float>(p.K), V = leaf<float>(p.V);
+    Tensor<float> P;
+    Var<float> O = multi_head_attention(Q, K, V, 2, mask, keep ? &P : nullptr);
+    Tensor<float> g = Tensor<float>::empty(O.shape());
+    for (int64_t i = 0; i < g.numel(); ++i) g[i] = std::cos(0.61f * float(i));
+    O.backward(g);
+    return std::vector<std::vector<float>>{O.value().to_vector(), Q.grad().to_vector(),
+                                           K.grad().to_vector(), V.grad().to_vector()};
+  };
+  EXPECT_EQ(run(false), run(true));
+}
+
 TEST(Attention, KeepsNoPUnlessAskedFor) {
   const Problem p = make_merged_problem(2, 2, 4, 4, 3, 3, 49);
   auto kept = [](const Var<double>& O) {
