@@ -27,9 +27,14 @@ namespace {
 [[maybe_unused]] const bool kBlasSingleThreaded = (openblas_set_num_threads(1), true);
 #endif
 
-constexpr double kParallelWork = 65536;  // multiply-adds below which one thread does it all
-constexpr int64_t kTargetTasks = 8;      // enough tasks for the threads to balance
-constexpr int64_t kMinBlockRows = 32;    // no slivers: the GEMM micro-kernel wants tall blocks
+/// Multiply-adds below which one thread does it all. Workers sleep between parallel loops (the
+/// passive wait policy, docs/bench.md), and waking one costs tens of µs: more than half of a
+/// product of 4M multiply-adds (about 50 µs on one core) saves. With 65 536 here, `qkv bench
+/// --config tiny --threads 2` (products of 1–2M) took 1.7–1.9 ms/step against 1.3–1.4 ms with
+/// every product on one thread (AMD EPYC, Zen 3); small and larger are above it and unchanged.
+constexpr double kParallelWork = 1 << 22;
+constexpr int64_t kTargetTasks = 8;    // enough tasks for the threads to balance
+constexpr int64_t kMinBlockRows = 32;  // no slivers: the GEMM micro-kernel wants tall blocks
 
 /// linear() in float with a weight of at most this many elements uses the packing-free kernel of
 /// gemm_kernel.h for all three products; bigger weights go to Eigen's GEMM (over OpenBLAS in the

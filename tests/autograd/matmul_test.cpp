@@ -135,13 +135,14 @@ TEST(Matmul, MatchesNaiveTripleLoopSmall) {
   check_against_naive({2, 3, 4}, {1, 4, 5}, {2, 3, 5}, 15);
 }
 
-// Sizes large enough that the work is cut into blocks and run on several threads.
+// Sizes large enough (over 4M multiply-adds) that the work is cut into blocks and run on several
+// threads.
 TEST(Matmul, MatchesNaiveTripleLoopLarge) {
-  check_against_naive({70, 90}, {90, 40}, {70, 40}, 20);
-  check_against_naive({3, 40, 50}, {50, 60}, {3, 40, 60}, 21);
-  check_against_naive({2, 1, 40, 30}, {1, 3, 30, 50}, {2, 3, 40, 50}, 22);
-  check_against_naive({64, 33}, {2, 33, 64}, {2, 64, 64}, 23);
-  check_against_naive({2, 2, 32, 24}, {2, 2, 24, 48}, {2, 2, 32, 48}, 24);
+  check_against_naive({150, 200}, {200, 150}, {150, 150}, 20);
+  check_against_naive({3, 160, 100}, {100, 100}, {3, 160, 100}, 21);
+  check_against_naive({2, 1, 100, 60}, {1, 3, 60, 120}, {2, 3, 100, 120}, 22);
+  check_against_naive({128, 80}, {2, 80, 256}, {2, 128, 256}, 23);
+  check_against_naive({2, 2, 96, 64}, {2, 2, 64, 192}, {2, 2, 96, 192}, 24);
 }
 
 TEST(Matmul, Float32AgreesWithFloat64) {
@@ -236,8 +237,8 @@ void check_linear_against_naive(int64_t R, int64_t in, int64_t out, uint64_t see
 
 TEST(Linear, MatchesNaiveLoops) {
   check_linear_against_naive(3, 4, 5, 44);
-  check_linear_against_naive(100, 70, 50, 45);  // parallel blocks
-  check_linear_against_naive(257, 33, 9, 46);   // uneven blocks
+  check_linear_against_naive(100, 70, 50, 45);
+  check_linear_against_naive(601, 90, 80, 46);  // over 4M multiply-adds: uneven parallel blocks
 }
 
 TEST(Linear, Float32AgreesWithFloat64) {
@@ -294,11 +295,12 @@ struct LinearRun {
 };
 
 /// One float32 forward + backward of a training-sized linear layer, fresh leaves each time: a
-/// weight of [128, 96] goes to Eigen's GEMM, one of [32, 32] to the small kernel.
+/// weight of [128, 96] goes to Eigen's GEMM, one of [32, 32] to the small kernel; 4104 rows make
+/// either more than 4M multiply-adds, so the work runs in parallel blocks.
 LinearRun run_linear_once(int64_t out = 128, int64_t in = 96) {
   Rng rng(48);
   auto make = [&](const Shape& s) { return testing::randn<float>(s, rng); };
-  Var<float> x = make({4, 64, in}), W = make({out, in}), b = make({out});
+  Var<float> x = make({8, 513, in}), W = make({out, in}), b = make({out});
   Var<float> y = linear(x, W, b);
   Tensor<float> g = testing::randn_tensor<float>(y.shape(), rng);
   y.backward(g);
