@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "autograd/kernels.h"
 #include "core/error.h"
 #include "core/json_reader.h"
 
@@ -372,28 +373,31 @@ void Adam<T>::begin_step() {
 
 template <typename T>
 void Adam<T>::update(size_t i, Tensor<T>& p, const Tensor<T>& g) {
-  ArrMap<T> P = arr(p);
-  ConstArrMap<T> G = arr(g);
-  ArrMap<T> M = arr(this->slots_[0][i]);
-  ArrMap<T> V = arr(this->slots_[1][i]);
   const T b1 = T(opt_.beta1), b2 = T(opt_.beta2);
   const T c1 = T(1 - opt_.beta1), c2 = T(1 - opt_.beta2);
   const bool decay = opt_.weight_decay != 0 && decays_[i];
-  // m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²  (D: the gradient, L2-regularised for Adam)
-  auto moments = [&](const auto& D) {
-    M = b1 * M + c1 * D;
-    V = b2 * V + c2 * (D * D);
-  };
-  if (decoupled_) {
-    if (decay) P *= T(1 - this->lr_ * opt_.weight_decay);  // AdamW: p ← p(1 − lr·wd) first
-    moments(G);
-  } else if (decay) {
-    moments(G + T(opt_.weight_decay) * P);
-  } else {
-    moments(G);
-  }
-  // p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
-  P += T(-step_size_) * (M / (V.sqrt() / T(bc2_sqrt_) + T(opt_.eps)));
+  T* m = this->slots_[0][i].data();
+  T* v = this->slots_[1][i].data();
+  // Element by element, so in chunks on all threads (for_chunks: the same bits for any count).
+  for_chunks(p.numel(), [&](int64_t b, int64_t n) {
+    ArrMap<T> P(p.data() + b, n), M(m + b, n), V(v + b, n);
+    ConstArrMap<T> G(g.data() + b, n);
+    // m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²  (D: the gradient, L2-regularised for Adam)
+    auto moments = [&](const auto& D) {
+      M = b1 * M + c1 * D;
+      V = b2 * V + c2 * (D * D);
+    };
+    if (decoupled_) {
+      if (decay) P *= T(1 - this->lr_ * opt_.weight_decay);  // AdamW: p ← p(1 − lr·wd) first
+      moments(G);
+    } else if (decay) {
+      moments(G + T(opt_.weight_decay) * P);
+    } else {
+      moments(G);
+    }
+    // p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+    P += T(-step_size_) * (M / (V.sqrt() / T(bc2_sqrt_) + T(opt_.eps)));
+  });
 }
 
 bool adamw_default_decays(const std::string& name) {

@@ -3,6 +3,7 @@
 #include "train/optimizer.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -178,6 +179,30 @@ TEST(AdamW, MatchesHandFormulaWithDecoupledDecay) {
   for (float x : opt.slot("v", "blocks.0.attn.W_Q.weight")) v.push_back(x);
   expect_close(m, ref.m, 1e-5, "m");
   expect_close(v, ref.v, 1e-5, "v");
+}
+
+// A parameter of several chunks (AdamW runs in chunks of 65 536 elements on all threads): every
+// element against the hand formula, and 1 thread against 2 bit for bit.
+TEST(AdamW, LargeParameterInChunksMatchesHandFormulaAtAnyThreadCount) {
+  const int64_t n = 3 * 65536 + 77;
+  auto run = [&](int threads) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    OptimParams<float> ps{{"blocks.0.ff.fc1.weight", param({n})}};
+    AdamW<float> opt(ps, {/*lr=*/0.02, 0.8, 0.99, 1e-6, /*weight_decay=*/0.5, {}});
+    for (int t = 1; t <= 3; ++t) {
+      set_grads(ps, t);
+      opt.step();
+    }
+    omp_set_num_threads(saved);
+    return values(ps[0].second);
+  };
+  const std::vector<double> one = run(1), two = run(2);
+  EXPECT_EQ(one, two);
+  OptimParams<float> init{{"w", param({n})}};
+  RefAdam ref(0.02, 0.8, 0.99, 1e-6, 0.5, /*decoupled=*/true, values(init[0].second));
+  for (int t = 1; t <= 3; ++t) ref.step(grads_of(t, n));
+  expect_close(two, ref.p, 1e-6, "adamw in chunks");
 }
 
 TEST(AdamW, DefaultNoDecayRuleByName) {
