@@ -281,9 +281,15 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
               Oi.data(), Oi.outerStride(), false);
   }
   Var<T> out = make_result<T>(std::move(O), {&Q, &K, &V}, op, [](Node<T>& nd) {
-    Tensor<T>* dQ = nd.input_grad(0);
-    Tensor<T>* dK = nd.input_grad(1);
-    Tensor<T>* dV = nd.input_grad(2);
+    // Each (b, h) block of dQ, dK, dV is written by one iteration below, so a gradient no other
+    // op has reached yet is assigned, not zero-filled and accumulated; not when two of Q, K, V
+    // are one node (self-attention on one input), whose blocks then receive several terms.
+    const bool distinct = nd.inputs[0] != nd.inputs[1] && nd.inputs[0] != nd.inputs[2] &&
+                          nd.inputs[1] != nd.inputs[2];
+    bool fq = false, fk = false, fv = false;
+    Tensor<T>* dQ = distinct ? nd.input_grad_to_write(0, &fq) : nd.input_grad(0);
+    Tensor<T>* dK = distinct ? nd.input_grad_to_write(1, &fk) : nd.input_grad(1);
+    Tensor<T>* dV = distinct ? nd.input_grad_to_write(2, &fv) : nd.input_grad(2);
     if (!dQ && !dK && !dV) return;
     const Tensor<T>& P = nd.saved[0];  // undefined: recomputed block by block
     const HeadLayout L{static_cast<int64_t>(nd.args[1]), nd.args[2] != 0};
@@ -312,7 +318,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
       const ConstHeadMap<T> dOi = head(go, L, bh, T_, dv);
       if (gv)  // dV += Pᵀ dO: A(s, t) = P[t, s]
         head_gemm(small, S, dv, T_, Pi.data(), int64_t{1}, S, dOi.data(), ld_o,
-                  gv + L.offset(bh, S, dv), ld_o, true);
+                  gv + L.offset(bh, S, dv), ld_o, !fv);
       if (!gq && !gk) continue;
       const ConstHeadMap<T> Vi = head(v, L, bh, S, dv);
       RowsMap<T> dS(work + at_dS, T_, S);
@@ -323,10 +329,10 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
       }
       if (gq)  // dQ += (c·dS) K
         head_gemm(small, T_, d, S, dS.data(), S, int64_t{1}, Ki.data(), ld_k,
-                  gq + L.offset(bh, T_, d), ld_k, true);
+                  gq + L.offset(bh, T_, d), ld_k, !fq);
       if (gk)  // dK += (c·dS)ᵀ Q: A(s, t) = dS[t, s]
         head_gemm(small, S, d, T_, dS.data(), int64_t{1}, S, Qi.data(), ld_k,
-                  gk + L.offset(bh, S, d), ld_k, true);
+                  gk + L.offset(bh, S, d), ld_k, !fk);
     }
   });
   if (records(out)) {

@@ -214,7 +214,8 @@ void linear_backward(Node<T>& o) {
   const bool small = small_weight<T>(in, out_f);
   auto G = o.grad.mat(R, out_f);
   auto X = xv.mat(R, in);
-  if (Tensor<T>* dx = o.input_grad(0)) {
+  bool fresh = false;  // dX written (=) rather than accumulated: no gradient had reached x yet
+  if (Tensor<T>* dx = o.input_grad_to_write(0, &fresh)) {
     auto dX = dx->mat(R, in);
     auto Wm = wv.mat(out_f, in);
     const int64_t nblk = row_blocks(1, R, work);
@@ -223,11 +224,15 @@ void linear_backward(Node<T>& o) {
       if constexpr (std::is_same_v<T, float>) {
         if (small) {
           gemm::small_gemm(r.size, in, out_f, G.data() + r.begin * out_f, out_f, 1, Wm.data(), in,
-                           dX.data() + r.begin * in, in, nullptr, gemm::Init::kAccumulate);
+                           dX.data() + r.begin * in, in, nullptr,
+                           fresh ? gemm::Init::kZero : gemm::Init::kAccumulate);
           return;
         }
       }
-      dX.middleRows(r.begin, r.size).noalias() += G.middleRows(r.begin, r.size) * Wm;
+      if (fresh)
+        dX.middleRows(r.begin, r.size).noalias() = G.middleRows(r.begin, r.size) * Wm;
+      else
+        dX.middleRows(r.begin, r.size).noalias() += G.middleRows(r.begin, r.size) * Wm;
     });
   }
   Tensor<T>* dw = o.input_grad(1);

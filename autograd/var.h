@@ -102,6 +102,21 @@ struct Node {
     Node& in = *inputs[i];
     return in.requires_grad ? &in.grad_buffer() : nullptr;
   }
+  /// As input_grad, for an op that writes every element of input i's gradient in one go: when
+  /// no gradient has reached input i yet, its buffer is allocated without the zero-fill and
+  /// *fresh is set, and the op assigns (=) where it would accumulate (+=). The same bits (0 + x
+  /// is x), one pass over the buffer fewer. An op whose inputs may be one node must ask for each
+  /// only after it has written the one before (the second then finds the buffer not fresh).
+  Tensor<T>* input_grad_to_write(size_t i, bool* fresh) {
+    Node& in = *inputs[i];
+    *fresh = false;
+    if (!in.requires_grad) return nullptr;
+    if (!in.grad.defined()) {
+      in.grad = Tensor<T>::empty(in.value.shape());
+      *fresh = true;
+    }
+    return &in.grad;
+  }
   const Tensor<T>& input_value(size_t i) const { return inputs[i]->value; }
 };
 
