@@ -2,10 +2,27 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/broadcast.h"
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
 
 namespace qkv {
+namespace {
+
+using bcast::ArrMap;
+using bcast::ConstArrMap;
+
+/// Lanes of the softmax kernel's blocks: a row is exponentiated 16 entries at a time.
+constexpr int64_t kLanes = 16;
+
+/// ln of the smallest normal T: below it exp(x) would be subnormal, and Eigen's exp clamps its
+/// argument there (exp(−inf) would come out as 2.9e-39, not 0).
+template <typename T>
+constexpr T kExpLow = T(-87.336544750553102);  // ln(FLT_MIN)
+template <>
+constexpr double kExpLow<double> = -708.39641853226408;  // ln(DBL_MIN)
+
+}  // namespace
 
 // softmax over the last axis: y = exp(x − max) / Σ exp(x − max). Subtracting the row max keeps
 // every exponent ≤ 0, so rows of ±1000 neither overflow nor give NaN. A row that is all −inf
@@ -14,21 +31,38 @@ namespace qkv {
 //   ∂y_j/∂x_k = y_j (δ_jk − y_k)            (J = diag(y) − y yᵀ)
 //   dL/dx_k   = Σ_j g_j y_j (δ_jk − y_k) = y_k (g_k − ⟨g, y⟩)      O(n), never forms J
 // Only y is kept for backward (not x).
+// The kernel works on fixed blocks of kLanes entries (the last one padded with −inf), so Eigen's
+// vectorized exp (within 1 ulp of std::exp for float) runs on every entry: no scalar peel or tail
+// whose bits would depend on where the row starts in memory. Entries with x − max below
+// kExpLow<T> (−inf among them) give exactly 0, and Σ is summed per lane, then the lanes in a fixed
+// order: the same bits for a row wherever it lies, at any thread count.
 template <typename T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t n) {
+  using Block = Eigen::Array<T, kLanes, 1>;
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < rows; ++r) {
     const T* xi = x + r * n;
     T* yi = y + r * n;
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < n; ++j) m = std::max(m, xi[j]);
-    if (m == -std::numeric_limits<T>::infinity()) {
+    const T m = n > 0 ? ConstArrMap<T>(xi, n).maxCoeff() : ninf;
+    if (m == ninf) {
       std::fill(yi, yi + n, T(0));
       continue;
     }
-    T z = 0;
-    for (int64_t j = 0; j < n; ++j) z += (yi[j] = std::exp(xi[j] - m));
-    const T inv = T(1) / z;
-    for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
+    Block z = Block::Zero();  // Σ exp(x − max), per lane
+    for (int64_t j = 0; j < n; j += kLanes) {
+      const int64_t k = std::min(kLanes, n - j);
+      Block d = Block::Constant(ninf);
+      if (k == kLanes) {
+        d = Eigen::Map<const Block>(xi + j) - m;
+      } else {
+        d.head(k) = ConstArrMap<T>(xi + j, k) - m;
+      }
+      Block e = d.exp();
+      for (int64_t l = 0; l < kLanes; ++l) e[l] = d[l] < kExpLow<T> ? T(0) : e[l];
+      z += e;
+      ArrMap<T>(yi + j, k) = e.head(k);
+    }
+    ArrMap<T>(yi, n) *= T(1) / z.sum();
   }
 }
 
