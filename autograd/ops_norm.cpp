@@ -18,6 +18,23 @@ int64_t row_blocks(int64_t rows, int64_t C) {
   return std::max<int64_t>(1, std::min(kMaxBlocks, rows / kMinBlockRows));
 }
 
+/// Σ_{j<n} f(j), summed in kLanes interleaved partial sums that are then added pairwise (lane l
+/// and l + h, h halving), then the tail: loops the compiler vectorizes (a single running sum it may
+/// not reorder), the same bits at any thread count and for any alignment of the row.
+constexpr int kLanes = 8;
+template <typename T, typename F>
+T lane_sum(int64_t n, F f) {
+  T acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += f(j + l);
+  T tail = 0;  // the last n mod kLanes entries, apart: acc stays in a register
+  for (; j < n; ++j) tail += f(j);
+  for (int h = kLanes / 2; h > 0; h /= 2)
+    for (int l = 0; l < h; ++l) acc[l] += acc[l + h];
+  return acc[0] + tail;
+}
+
 }  // namespace
 
 // LayerNorm, per row x of C elements (R rows):
@@ -44,52 +61,76 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
   QKV_CHECK(eps >= 0 && std::isfinite(eps), "layer_norm: eps must be finite and >= 0, got {}", eps);
   Tensor<T> y = Tensor<T>::empty(x.shape());
   Tensor<T> mean = Tensor<T>::empty({R}), rstd = Tensor<T>::empty({R});
-  auto X = x.value().mat(R, C);
-  auto Y = y.mat(R, C);
+  T* mean_r = mean.data();
+  T* rstd_r = rstd.data();
   // Without a weight, w = 1 (a pooled row of ones keeps one code path); without a bias, b = 0.
-  const Tensor<T> w = has_w ? weight.value() : Tensor<T>::full({C}, T(1));
-  const Tensor<T> b = has_b ? bias.value() : Tensor<T>::zeros({C});
-  const ConstRowsMap<T> W(w.data(), 1, C), B(b.data(), 1, C);
-#pragma omp parallel for schedule(static) if (R * C >= kParallelElements)
+  const Tensor<T> wt = has_w ? weight.value() : Tensor<T>::full({C}, T(1));
+  const Tensor<T> bt = has_b ? bias.value() : Tensor<T>::zeros({C});
+  const T* X = x.value().data();
+  const T* w = wt.data();
+  const T* b = bt.data();
+  T* Y = y.data();
+  const T n = static_cast<T>(C);
+  // Three passes over the rows, so that each row's chain of dependent steps (Σ, the variance's Σ,
+  // √, 1/·) overlaps other rows' instead of stalling every row in turn: μ and σ² per row, then
+  // r for all rows at once (a vector loop), then y.
+  const bool par = R * C >= kParallelElements;
+#pragma omp parallel for schedule(static) if (par)
   for (int64_t r = 0; r < R; ++r) {
-    const T mu = X.row(r).mean();
-    const T var = (X.row(r).array() - mu).square().mean();
-    const T rs = T(1) / std::sqrt(var + static_cast<T>(eps));
-    mean[r] = mu;
-    rstd[r] = rs;
-    Y.row(r) = ((X.row(r).array() - mu) * rs * W.array() + B.array()).matrix();
+    const T* x_r = X + r * C;
+    const T mu = lane_sum<T>(C, [x_r](int64_t j) { return x_r[j]; }) / n;
+    mean_r[r] = mu;
+    rstd_r[r] = lane_sum<T>(C, [x_r, mu](int64_t j) { return (x_r[j] - mu) * (x_r[j] - mu); }) / n;
+  }
+  const T e = static_cast<T>(eps);
+  for (int64_t r = 0; r < R; ++r) rstd_r[r] = T(1) / std::sqrt(rstd_r[r] + e);
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t r = 0; r < R; ++r) {
+    const T* x_r = X + r * C;
+    T* y_r = Y + r * C;
+    const T mu = mean_r[r], rs = rstd_r[r];
+    for (int64_t j = 0; j < C; ++j) y_r[j] = (x_r[j] - mu) * rs * w[j] + b[j];
   }
   auto backward = [](Node<T>& o) {
     const bool has_w = o.args[0] != 0, has_b = o.args[1] != 0;
     const Tensor<T>& xv = o.input_value(0);
     const int64_t C = xv.size(-1), R = xv.shape().span(0, xv.dim() - 1);
-    auto X = xv.mat(R, C);
-    auto G = o.grad.mat(R, C);
+    const T* X = xv.data();
+    const T* G = o.grad.data();
     const T* mean = o.saved[0].data();
     const T* rstd = o.saved[1].data();
-    const Tensor<T> w = has_w ? o.input_value(1) : Tensor<T>::full({C}, T(1));
-    const ConstRowsMap<T> W(w.data(), 1, C);
+    const Tensor<T> wt = has_w ? o.input_value(1) : Tensor<T>::full({C}, T(1));
+    const T* w = wt.data();
     Tensor<T>* dx = o.input_grad(0);
     Tensor<T>* dw = has_w ? o.input_grad(1) : nullptr;
     Tensor<T>* db = has_b ? o.input_grad(has_w ? 2 : 1) : nullptr;
     const int64_t nblk = row_blocks(R, C);
     Tensor<T> partial;  // per block: Σ g ⊙ x̂ (row 2·blk) and Σ g (row 2·blk + 1)
     if (dw || db) partial = Tensor<T>(Shape{2 * nblk, C});
+    const T n = static_cast<T>(C);
 #pragma omp parallel for schedule(static) if (nblk > 1)
     for (int64_t blk = 0; blk < nblk; ++blk) {
       for (int64_t r = R * blk / nblk; r < R * (blk + 1) / nblk; ++r) {
         const T mu = mean[r], rs = rstd[r];
-        // x̂ = (x − μ)·r and dx̂ = g ⊙ w, as expressions (no scratch rows).
+        const T* x_r = X + r * C;
+        const T* g = G + r * C;
+        // x̂ = (x − μ)·r and dx̂ = g ⊙ w, computed where used (no scratch rows).
         if (partial.defined()) {
-          RowsMap<T> P(partial.data() + 2 * blk * C, 2, C);
-          P.row(0).array() += G.row(r).array() * (X.row(r).array() - mu) * rs;
-          P.row(1) += G.row(r);
+          T* gx = partial.data() + 2 * blk * C;
+          T* gs = gx + C;
+          for (int64_t j = 0; j < C; ++j) {
+            gx[j] += g[j] * (x_r[j] - mu) * rs;
+            gs[j] += g[j];
+          }
         }
         if (!dx) continue;
-        const T m1 = (G.row(r).array() * W.array()).mean();  // mean(dx̂)
-        const T m2 = (G.row(r).array() * W.array() * (X.row(r).array() - mu)).mean() * rs;
-        RowsMap<T>(dx->data() + r * C, 1, C).array() +=
-            rs * (G.row(r).array() * W.array() - m1 - (X.row(r).array() - mu) * (rs * m2));
+        const T m1 = lane_sum<T>(C, [g, w](int64_t j) { return g[j] * w[j]; }) / n;  // mean(dx̂)
+        const T m2 =
+            lane_sum<T>(C, [g, w, x_r, mu](int64_t j) { return g[j] * w[j] * (x_r[j] - mu); }) / n *
+            rs;  // mean(dx̂ ⊙ x̂)
+        T* dx_r = dx->data() + r * C;
+        for (int64_t j = 0; j < C; ++j)
+          dx_r[j] += rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
       }
     }
     for (int64_t blk = 0; blk < nblk && partial.defined(); ++blk) {

@@ -1,4 +1,5 @@
 // softmax and log_softmax over the last axis.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -6,6 +7,16 @@
 #include "autograd/ops.h"
 
 namespace qkv {
+namespace {
+
+/// ln of the smallest normal T: below it exp(x) would be subnormal, and Eigen's exp clamps its
+/// argument there (exp(−inf) would come out as 2.9e-39, not 0).
+template <typename T>
+constexpr T kExpLow = T(-87.336544750553102);  // ln(FLT_MIN)
+template <>
+constexpr double kExpLow<double> = -708.39641853226408;  // ln(DBL_MIN)
+
+}  // namespace
 
 // softmax over the last axis: y = exp(x − max) / Σ exp(x − max). Subtracting the row max keeps
 // every exponent ≤ 0, so rows of ±1000 neither overflow nor give NaN. A row that is all −inf
@@ -14,20 +25,49 @@ namespace qkv {
 //   ∂y_j/∂x_k = y_j (δ_jk − y_k)            (J = diag(y) − y yᵀ)
 //   dL/dx_k   = Σ_j g_j y_j (δ_jk − y_k) = y_k (g_k − ⟨g, y⟩)      O(n), never forms J
 // Only y is kept for backward (not x).
+// The kernel works in Eigen's packets (8 floats with AVX2, 16 with AVX-512), the row's last
+// partial packet padded with −inf, so Eigen's vectorized exp (within 1 ulp of std::exp for float)
+// computes every entry: no scalar peel or tail whose bits would depend on where the row starts in
+// memory. Entries with x − max below kExpLow<T> (−inf among them) give exactly 0. Σ is summed per
+// lane, then the lanes in a fixed order: the same bits for a row wherever it lies, at any thread
+// count.
 template <typename T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t n) {
+  namespace ei = Eigen::internal;
+  using Packet = typename ei::packet_traits<T>::type;
+  constexpr int64_t W = ei::packet_traits<T>::size;
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  const int64_t whole = n / W * W;  // entries in whole packets
+  const Packet low = ei::pset1<Packet>(kExpLow<T>);
   for (int64_t r = 0; r < rows; ++r) {
     const T* xi = x + r * n;
     T* yi = y + r * n;
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < n; ++j) m = std::max(m, xi[j]);
-    if (m == -std::numeric_limits<T>::infinity()) {
+    Packet pm = ei::pset1<Packet>(ninf);
+    for (int64_t j = 0; j < whole; j += W) pm = ei::pmax(pm, ei::ploadu<Packet>(xi + j));
+    T m = ei::predux_max(pm);
+    for (int64_t j = whole; j < n; ++j) m = std::max(m, xi[j]);
+    if (m == ninf) {
       std::fill(yi, yi + n, T(0));
       continue;
     }
-    T z = 0;
-    for (int64_t j = 0; j < n; ++j) z += (yi[j] = std::exp(xi[j] - m));
-    const T inv = T(1) / z;
+    const Packet pmax = ei::pset1<Packet>(m);
+    Packet z = ei::pzero(pmax);  // Σ exp(x − max), per lane
+    // e = exp(x − max) of W entries from src into dst, added to z.
+    const auto exp_packet = [&](const T* src, T* dst) {
+      const Packet d = ei::psub(ei::ploadu<Packet>(src), pmax);
+      const Packet e = ei::pandnot(ei::pexp(d), ei::pcmp_lt(d, low));
+      z = ei::padd(z, e);
+      ei::pstoreu(dst, e);
+    };
+    for (int64_t j = 0; j < whole; j += W) exp_packet(xi + j, yi + j);
+    if (whole < n) {
+      alignas(64) T tail[W];
+      std::fill(tail, tail + W, ninf);
+      std::copy(xi + whole, xi + n, tail);
+      exp_packet(tail, tail);
+      std::copy(tail, tail + (n - whole), yi + whole);
+    }
+    const T inv = T(1) / ei::predux(z);
     for (int64_t j = 0; j < n; ++j) yi[j] *= inv;
   }
 }
