@@ -110,9 +110,8 @@ MaskView view_mask(const char* op, const AttnMask& mask, const AttnDims& n) {
   return m;
 }
 
-/// Below this many multiply-adds per call a parallel region costs more than it saves: waking a
-/// sleeping worker costs tens of µs (as for the products of linear, ops_matmul.cpp).
-constexpr int64_t kParallelWork = 1 << 22;
+/// Below this many multiply-adds per call a parallel region costs more than it saves.
+constexpr int64_t kParallelWork = 1 << 15;
 
 /// Where the (b, h) block of an operand with `rows` rows of `cols` per head lies, and how far apart
 /// its rows are: heads split out, [B, H, rows, cols] (block bh·rows·cols, rows cols apart), or

@@ -27,12 +27,11 @@ namespace {
 [[maybe_unused]] const bool kBlasSingleThreaded = (openblas_set_num_threads(1), true);
 #endif
 
-/// Multiply-adds below which one thread does it all. Workers sleep between parallel loops (the
-/// passive wait policy, docs/bench.md), and waking one costs tens of µs: more than half of a
-/// product of 4M multiply-adds (about 50 µs on one core) saves. With 65 536 here, `qkv bench
-/// --config tiny --threads 2` (products of 1–2M) took 1.7–1.9 ms/step against 1.3–1.4 ms with
-/// every product on one thread (AMD EPYC, Zen 3); small and larger are above it and unchanged.
-constexpr double kParallelWork = 1 << 22;
+/// Multiply-adds below which one thread does it all. Tried higher: 4M kept every product of the
+/// tiny configuration on one thread, but made the pronoun task's training (2 threads, products
+/// of 2–8M) 20–30 % slower (AMD EPYC, Zen 3), and 2M did too; with the small kernel tiny at 2
+/// threads is about as fast as at one with this value.
+constexpr double kParallelWork = 65536;
 constexpr int64_t kTargetTasks = 8;    // enough tasks for the threads to balance
 constexpr int64_t kMinBlockRows = 32;  // no slivers: the GEMM micro-kernel wants tall blocks
 

@@ -60,9 +60,9 @@ void linear_product(benchmark::State& state) {
 
 void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"R", "in", "out", "product"});
-  const int64_t layers[][2] = {{32, 32},    {32, 64},   {64, 32},    {128, 128},
-                               {128, 512},  {512, 128}, {256, 256},  {256, 1024},
-                               {1024, 256}, {512, 512}, {512, 2048}, {2048, 512}};
+  const int64_t layers[][2] = {{32, 32},    {32, 64},    {64, 32},   {64, 64},    {64, 128},
+                               {128, 64},   {128, 128},  {128, 512}, {512, 128},  {256, 256},
+                               {256, 1024}, {1024, 256}, {512, 512}, {512, 2048}, {2048, 512}};
   for (const auto& l : layers)
     for (int p = 0; p < 3; ++p) b->Args({1024, l[0], l[1], p});
 }

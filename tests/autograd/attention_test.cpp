@@ -334,7 +334,7 @@ AttnRun run_float32(const Problem& p, const AttnMask& mask) {
 }
 
 TEST(Attention, DeterministicAcrossRunsAndThreadCounts) {
-  // B·H·T·S·(d + dv) over 4M multiply-adds: the (b, h) blocks run on several threads.
+  // B·H·T·S·(d + dv) of millions of multiply-adds: the (b, h) blocks run on several threads.
   Problem p = make_problem(32, 4, 64, 48, 16, 8, 24);
   const AttnMask mask{true, random_bool({32, 48}, 25), {}};
   const AttnRun a = run_float32(p, mask);

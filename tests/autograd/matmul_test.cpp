@@ -135,8 +135,8 @@ TEST(Matmul, MatchesNaiveTripleLoopSmall) {
   check_against_naive({2, 3, 4}, {1, 4, 5}, {2, 3, 5}, 15);
 }
 
-// Sizes large enough (over 4M multiply-adds) that the work is cut into blocks and run on several
-// threads.
+// Sizes large enough (millions of multiply-adds) that the work is cut into blocks and run on
+// several threads.
 TEST(Matmul, MatchesNaiveTripleLoopLarge) {
   check_against_naive({150, 200}, {200, 150}, {150, 150}, 20);
   check_against_naive({3, 160, 100}, {100, 100}, {3, 160, 100}, 21);
@@ -238,7 +238,7 @@ void check_linear_against_naive(int64_t R, int64_t in, int64_t out, uint64_t see
 TEST(Linear, MatchesNaiveLoops) {
   check_linear_against_naive(3, 4, 5, 44);
   check_linear_against_naive(100, 70, 50, 45);
-  check_linear_against_naive(601, 90, 80, 46);  // over 4M multiply-adds: uneven parallel blocks
+  check_linear_against_naive(601, 90, 80, 46);  // millions of multiply-adds: uneven parallel blocks
 }
 
 TEST(Linear, Float32AgreesWithFloat64) {
@@ -296,7 +296,7 @@ struct LinearRun {
 
 /// One float32 forward + backward of a training-sized linear layer, fresh leaves each time: a
 /// weight of [128, 96] goes to Eigen's GEMM, one of [32, 32] to the small kernel; 4104 rows make
-/// either more than 4M multiply-adds, so the work runs in parallel blocks.
+/// either millions of multiply-adds, so the work runs in parallel blocks.
 LinearRun run_linear_once(int64_t out = 128, int64_t in = 96) {
   Rng rng(48);
   auto make = [&](const Shape& s) { return testing::randn<float>(s, rng); };
