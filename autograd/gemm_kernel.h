@@ -84,6 +84,13 @@ inline void band(int64_t N, int64_t K, const float* a, int64_t a_m, int64_t a_k,
 /// block to the next, in float as the accumulators do, so the cut changes no bit.
 inline constexpr int64_t kDepth = 64;
 
+/// band<r> for the r < kRows rows left below the last full band.
+using BandFn = void (*)(int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                        float*, int64_t, const float*, Init);
+inline constexpr BandFn kRemainderBand[kRows] = {nullptr, band<1>, band<2>,
+                                                 band<3>, band<4>, band<5>};
+static_assert(kRows == 6, "kRemainderBand lists the bands of 1 to kRows − 1 rows");
+
 inline void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_m, int64_t a_k,
                        const float* b, int64_t ldb, float* c, int64_t ldc, const float* bias,
                        Init init) {
@@ -97,30 +104,10 @@ inline void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t 
     int64_t m = 0;
     for (; m + kRows <= M; m += kRows)
       band<kRows>(N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
-    const float* am = ak + m * a_m;
-    float* cm = c + m * ldc;
-    switch (M - m) {
-      case 5:
-        band<5>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
-        break;
-      case 4:
-        band<4>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
-        break;
-      case 3:
-        band<3>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
-        break;
-      case 2:
-        band<2>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
-        break;
-      case 1:
-        band<1>(N, kc, am, a_m, a_k, bk, ldb, cm, ldc, bias_k, start);
-        break;
-      default:
-        break;
-    }
+    if (const int64_t rest = M - m; rest > 0)  // the last 1 to kRows − 1 rows
+      kRemainderBand[rest](N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
     k0 += kc;
   } while (k0 < K);
-  static_assert(kRows == 6, "the switch above covers the remainders of kRows = 6");
 }
 
 }  // namespace qkv::gemm
