@@ -170,13 +170,9 @@ bool small_heads(const AttnDims& n) {
 template <typename T>
 void head_gemm(bool small, int64_t M, int64_t N, int64_t K, const T* a, int64_t a_m, int64_t a_k,
                const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (small) {
-      gemm::small_gemm(M, N, K, a, a_m, a_k, b, ldb, c, ldc, nullptr,
-                       accumulate ? gemm::Init::kAccumulate : gemm::Init::kZero);
-      return;
-    }
-  }
+  if (gemm::small_gemm_if(small, M, N, K, a, a_m, a_k, b, ldb, c, ldc, nullptr,
+                          accumulate ? gemm::Init::kAccumulate : gemm::Init::kZero))
+    return;
   const ConstHeadMap<T> B(b, K, N, Eigen::OuterStride<>(ldb));
   HeadMap<T> C(c, M, N, Eigen::OuterStride<>(ldc));
   auto product = [&](const auto& A) {

@@ -16,6 +16,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace qkv::gemm {
 
@@ -108,6 +109,22 @@ inline void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t 
       kRemainderBand[rest](N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
     k0 += kc;
   } while (k0 < K);
+}
+
+/// small_gemm when `use` is true and T is float, returning true; otherwise false and nothing done,
+/// for the caller to take its Eigen path. One place for the float-only dispatch of every caller.
+template <typename T>
+bool small_gemm_if(bool use, int64_t M, int64_t N, int64_t K, const T* a, int64_t a_m, int64_t a_k,
+                   const T* b, int64_t ldb, T* c, int64_t ldc,
+                   const std::common_type_t<T>* bias,  // not deduced: a nullptr bias is fine
+                   Init init) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use) {
+      small_gemm(M, N, K, a, a_m, a_k, b, ldb, c, ldc, bias, init);
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace qkv::gemm

@@ -220,14 +220,10 @@ void linear_backward(Node<T>& o) {
     const int64_t nblk = row_blocks(1, R, work);
     run_tasks(nblk, work, [&](int64_t t) {
       const Rows r = block(R, nblk, t);
-      if constexpr (std::is_same_v<T, float>) {
-        if (small) {
-          gemm::small_gemm(r.size, in, out_f, G.data() + r.begin * out_f, out_f, 1, Wm.data(), in,
-                           dX.data() + r.begin * in, in, nullptr,
-                           fresh ? gemm::Init::kZero : gemm::Init::kAccumulate);
-          return;
-        }
-      }
+      if (gemm::small_gemm_if(small, r.size, in, out_f, G.data() + r.begin * out_f, out_f, 1,
+                              Wm.data(), in, dX.data() + r.begin * in, in, nullptr,
+                              fresh ? gemm::Init::kZero : gemm::Init::kAccumulate))
+        return;
       if (fresh)
         dX.middleRows(r.begin, r.size).noalias() = G.middleRows(r.begin, r.size) * Wm;
       else
@@ -240,19 +236,12 @@ void linear_backward(Node<T>& o) {
   const int64_t nblk = row_blocks(1, out_f, work);
   run_tasks(nblk, work, [&](int64_t t) {
     const Rows r = block(out_f, nblk, t);
-    if (dw) {
-      bool done = false;
-      if constexpr (std::is_same_v<T, float>) {
-        if (small) {  // A(o, r) = G[r, o]: a_m = 1, a_k = out
-          gemm::small_gemm(r.size, in, R, G.data() + r.begin, 1, out_f, X.data(), in,
-                           dw->data() + r.begin * in, in, nullptr, gemm::Init::kAccumulate);
-          done = true;
-        }
-      }
-      if (!done) {
-        dw->mat(out_f, in).middleRows(r.begin, r.size).noalias() +=
-            G.middleCols(r.begin, r.size).transpose() * X;
-      }
+    // A(o, r) = G[r, o] for the kernel: a_m = 1, a_k = out
+    if (dw &&
+        !gemm::small_gemm_if(small, r.size, in, R, G.data() + r.begin, 1, out_f, X.data(), in,
+                             dw->data() + r.begin * in, in, nullptr, gemm::Init::kAccumulate)) {
+      dw->mat(out_f, in).middleRows(r.begin, r.size).noalias() +=
+          G.middleCols(r.begin, r.size).transpose() * X;
     }
     if (db) {
       db->vec().segment(r.begin, r.size) +=
@@ -280,29 +269,20 @@ Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b) {
   auto Y = y.mat(R, out_f);
   const double work = static_cast<double>(R) * in * out_f;
   const int64_t nblk = row_blocks(1, R, work);
-  bool done = false;
-  if constexpr (std::is_same_v<T, float>) {
-    if (small_weight<T>(in, out_f)) {
-      // The kernel's B is Wᵀ [in, out], row-major: one small copy per call.
-      Tensor<T> Wt = Tensor<T>::empty({in, out_f});
-      Wt.mat(in, out_f) = Wm.transpose();
-      const float* bias = has_bias ? b.value().data() : nullptr;
-      run_tasks(nblk, work, [&](int64_t t) {
-        const Rows r = block(R, nblk, t);
-        gemm::small_gemm(r.size, out_f, in, X.data() + r.begin * in, in, 1, Wt.data(), out_f,
-                         Y.data() + r.begin * out_f, out_f, bias,
-                         bias ? gemm::Init::kBias : gemm::Init::kZero);
-      });
-      done = true;
-    }
-  }
-  if (!done) {
-    run_tasks(nblk, work, [&](int64_t t) {
-      const Rows r = block(R, nblk, t);
-      Y.middleRows(r.begin, r.size).noalias() = X.middleRows(r.begin, r.size) * Wm.transpose();
-      if (has_bias) Y.middleRows(r.begin, r.size).rowwise() += b.value().vec().transpose();
-    });
-  }
+  const bool small = small_weight<T>(in, out_f);
+  // The kernel's B is Wᵀ [in, out], row-major: one small copy per call.
+  Tensor<T> Wt = small ? Tensor<T>::empty({in, out_f}) : Tensor<T>();
+  if (small) Wt.mat(in, out_f) = Wm.transpose();
+  const T* bias = has_bias ? b.value().data() : nullptr;
+  run_tasks(nblk, work, [&](int64_t t) {
+    const Rows r = block(R, nblk, t);
+    if (gemm::small_gemm_if(small, r.size, out_f, in, X.data() + r.begin * in, in, 1, Wt.data(),
+                            out_f, Y.data() + r.begin * out_f, out_f, bias,
+                            bias ? gemm::Init::kBias : gemm::Init::kZero))
+      return;
+    Y.middleRows(r.begin, r.size).noalias() = X.middleRows(r.begin, r.size) * Wm.transpose();
+    if (has_bias) Y.middleRows(r.begin, r.size).rowwise() += b.value().vec().transpose();
+  });
   if (has_bias) return make_result<T>(std::move(y), {&x, &W, &b}, "linear", linear_backward<T>);
   return make_result<T>(std::move(y), {&x, &W}, "linear", linear_backward<T>);
 }

@@ -191,6 +191,27 @@ TEST(Attention, GradcheckSelfAttentionWithOneInputAsQKV) {
       gradcheck([&] { return scaled_dot_product_attention(x, x, x, causal()); }, {{"x", x}}));
 }
 
+// The backward writes dQ, dK, dV (=) when no gradient has reached them yet and adds to them
+// otherwise: here V and Q also feed another op, built before and after the attention, so that
+// one of the two orders of the backward sweep reaches them first.
+TEST(Attention, GradcheckInputsThatAlsoFeedAnotherOp) {
+  Rng rng(16);
+  Problem p = make_problem(2, 2, 4, 5, 3, 3, 17);
+  const Var<double>&Q = p.Q, &K = p.K, &V = p.V;
+  EXPECT_GRADCHECK(gradcheck(
+      [&] {
+        Var<double> other = sum(mul(V, V));
+        return add(sum(scaled_dot_product_attention(Q, K, V, causal())), other);
+      },
+      {{"Q", Q}, {"K", K}, {"V", V}}));
+  EXPECT_GRADCHECK(gradcheck(
+      [&] {
+        Var<double> O = sum(scaled_dot_product_attention(Q, K, V, causal()));
+        return add(O, add(sum(mul(V, V)), sum(mul(Q, Q))));
+      },
+      {{"Q", Q}, {"K", K}, {"V", V}}));
+}
+
 /// B=2, H=2, T=4, S=5: query row 2 sees no key ([T, S] mask row of zeros), and keys 3 of batch 0
 /// and 0 of batch 1 are padding.
 AttnMask mask_with_a_dead_row() {

@@ -210,6 +210,22 @@ TEST(Linear, GradcheckWithoutBias3D) {
   EXPECT_GRADCHECK(gradcheck([&] { return linear(x, W, Var<double>()); }, {x, W}));
 }
 
+// linear's backward writes dX (=) when no gradient has reached x yet and adds to it otherwise:
+// x feeding two layers (the second backward adds to the first's dX), and x as its own weight
+// (dX written first, then dW added to the same buffer).
+TEST(Linear, GradcheckInputSharedByTwoLayersAndAsItsOwnWeight) {
+  Rng rng(50);
+  auto x = randn({4, 4}, rng), W1 = randn({3, 4}, rng), W2 = randn({5, 4}, rng),
+       b = randn({4}, rng);
+  EXPECT_GRADCHECK(gradcheck(
+      [&] {
+        return add(sum(mul(linear(x, W1, Var<double>()), linear(x, W1, Var<double>()))),
+                   sum(linear(x, W2, Var<double>())));
+      },
+      {x, W1, W2}));
+  EXPECT_GRADCHECK(gradcheck([&] { return linear(x, x, b); }, {x, b}));
+}
+
 /// linear against loops: y = x·Wᵀ + b, dX = G·W, dW = Gᵀ·X, db = Σ G.
 void check_linear_against_naive(int64_t R, int64_t in, int64_t out, uint64_t seed) {
   Rng rng(seed);
