@@ -110,17 +110,25 @@ BenchStep::BenchStep(const BenchConfig& config, uint64_t seed)
   o.weight_decay = 0.0;
   o.decays = [](const std::string&) { return true; };  // one group, as torch.optim.AdamW
   optimizer_ = std::make_unique<AdamW<float>>(model_->named_parameters(), o);
+  TrainConfig train;
+  train.batch_size = config.batch;
+  shards_ =
+      std::make_unique<ThreadShards>(resolve_shards(train, *model_), model_->named_parameters());
 }
 
 double BenchStep::step() {
   optimizer_->zero_grad();
-  double loss;
-  {  // the graph is freed at the end of this scope, inside the timed step (PyTorch frees it
-     // in backward)
-    ForwardResult<float> r = model_->forward(batch_);
-    loss = r.loss.item();
-    r.loss.backward();
-  }
+  // Each shard's graph is freed as its forward_backward returns, inside the timed step (PyTorch
+  // frees it in backward).
+  const double loss = shards_
+                          ->run(batch_,
+                                [this](const Batch& b) {
+                                  ForwardResult<float> r = model_->forward(b);
+                                  const double l = r.loss.item();
+                                  r.loss.backward();
+                                  return l;
+                                })
+                          .loss;
   optimizer_->step();
   return loss;
 }
@@ -146,6 +154,7 @@ BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int
   r.steps = steps;
   r.warmup = warmup;
   r.params = s.model().num_parameters();
+  r.shards = s.shards();
   std::vector<double> ms;
   for (int64_t i = 0; i < warmup + steps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -233,9 +242,9 @@ BenchResult run_bench_in_child(const BenchConfig& config, int threads, int64_t s
   const ChildRun c = in_child([&] {
     const BenchResult r = run_bench(config, threads, steps, warmup, seed);
     return nlohmann::json{
-        {"params", r.params}, {"ms_per_step", r.ms_per_step},   {"min_ms", r.min_ms},
-        {"max_ms", r.max_ms}, {"tokens_per_s", r.tokens_per_s}, {"loss", r.loss},
-        {"gflops", r.gflops}};
+        {"params", r.params}, {"shards", r.shards}, {"ms_per_step", r.ms_per_step},
+        {"min_ms", r.min_ms}, {"max_ms", r.max_ms}, {"tokens_per_s", r.tokens_per_s},
+        {"loss", r.loss},     {"gflops", r.gflops}};
   });
   BenchResult r;
   r.config = config.name;
@@ -243,6 +252,7 @@ BenchResult run_bench_in_child(const BenchConfig& config, int threads, int64_t s
   r.steps = steps;
   r.warmup = warmup;
   r.params = c.out.at("params").get<int64_t>();
+  r.shards = c.out.at("shards").get<int>();
   r.ms_per_step = c.out.at("ms_per_step").get<double>();
   r.min_ms = c.out.at("min_ms").get<double>();
   r.max_ms = c.out.at("max_ms").get<double>();

@@ -21,6 +21,7 @@
 #include "nn/config.h"
 #include "nn/model.h"
 #include "train/optimizer.h"
+#include "train/thread_shards.h"
 
 namespace qkv {
 
@@ -60,10 +61,14 @@ class BenchStep {
   double step();
   Model<float>& model() { return *model_; }
   const Batch& batch() const { return batch_; }
+  /// The batch shards of the step: what `qkv train` runs for this model and batch (train.shards
+  /// auto, train/thread_shards.h).
+  int shards() const { return shards_->shards(); }
 
  private:
   std::unique_ptr<Model<float>> model_;
   std::unique_ptr<AdamW<float>> optimizer_;
+  std::unique_ptr<ThreadShards> shards_;
   Batch batch_;
 };
 
@@ -73,6 +78,7 @@ struct BenchResult {
   int threads = 0;
   int64_t steps = 0, warmup = 0;
   int64_t params = 0;
+  int shards = 1;          // batch shards per step (BenchStep::shards)
   double ms_per_step = 0;  // median of the timed steps
   double min_ms = 0, max_ms = 0;
   double tokens_per_s = 0;  // B·T / median step time

@@ -112,9 +112,9 @@ void run(const BenchArgs& a) {
           "peer: {} (same models, batch shapes and AdamW; initial values and tokens come from "
           "each side's own RNG: same distributions, different numbers)\n",
           *peer);
-    fmt::print("{:<7} {:>9} {:>7} {:>4} {:>8} {:>10} {:>11} {:>7} {:>8} {:>6} {:>7}", "config",
-               "params", "B x T", "thr", "steps", "ms/step", "tokens/s", "GFLOP", "GFLOP/s", "MFU",
-               "RSS MB");
+    fmt::print("{:<7} {:>9} {:>7} {:>6} {:>4} {:>8} {:>10} {:>11} {:>7} {:>8} {:>6} {:>7}",
+               "config", "params", "B x T", "shards", "thr", "steps", "ms/step", "tokens/s",
+               "GFLOP", "GFLOP/s", "MFU", "RSS MB");
     if (peer) fmt::print("  {:>13} {:>4} {:>7}  {}", "torch ms/step", "thr", "RSS MB", "qkv/torch");
     fmt::print("\n");
     std::fflush(stdout);
@@ -158,6 +158,7 @@ void run(const BenchArgs& a) {
                           {"steps", best.steps},
                           {"warmup", best.warmup},
                           {"params", best.params},
+                          {"shards", best.shards},
                           {"batch", c->batch},
                           {"seq_len", c->seq_len()},
                           {"loss", best.loss},
@@ -189,10 +190,11 @@ void run(const BenchArgs& a) {
       fmt::print("{}\n", j.dump());
     } else {
       fmt::print(
-          "{:<7} {:>9} {:>7} {:>4} {:>8} {:>10.2f} {:>11.0f} {:>7.3f} {:>8.1f} {:>6} {:>7.0f}",
-          c->name, best.params, BxT, best.threads, fmt::format("{}+{}", best.warmup, best.steps),
-          best.ms_per_step, best.tokens_per_s, flops / 1e9, best.gflops,
-          percent(best.gflops, best_peak), best.peak_rss_mb);
+          "{:<7} {:>9} {:>7} {:>6} {:>4} {:>8} {:>10.2f} {:>11.0f} {:>7.3f} {:>8.1f} {:>6} "
+          "{:>7.0f}",
+          c->name, best.params, BxT, best.shards, best.threads,
+          fmt::format("{}+{}", best.warmup, best.steps), best.ms_per_step, best.tokens_per_s,
+          flops / 1e9, best.gflops, percent(best.gflops, best_peak), best.peak_rss_mb);
       if (have_torch)
         fmt::print("  {:>13.2f} {:>4} {:>7.0f}  {}", torch["ms_per_step"].get<double>(),
                    torch.value("threads", 0), torch.value("peak_rss_mb", 0.0),

@@ -24,6 +24,7 @@ namespace {
 struct TrainArgs {
   std::string task, config, out, data, resume, progress = "auto";
   int64_t steps = 0, batch_size = 0, warmup = 0, eval_every = 0, save_every = 0, keep = 0;
+  int64_t shards = 0;
   int64_t eval_examples = 0;
   double lr = 0, weight_decay = 0, clip = 0, min_lr_ratio = 0;
   std::string optimizer, schedule;
@@ -293,6 +294,11 @@ void add_train(CLI::App& app) {
       ->check(non_negative_integer());
   add("--keep", &a->keep, "train", "keep", "step-XXXXXX.h5 checkpoints kept")
       ->check(positive_integer());
+  add("--shards", &a->shards, "train", "shards",
+      "Cut each step's batch into this many shards whose forward and backward run at once on "
+      "separate threads (0 = auto: 2 for a small model without dropout, else 1); the results "
+      "depend on the shard count, not on the thread count")
+      ->check(integer_in(0, kMaxShards));
   add("--seed", &a->seed, "train", "seed", "Seed of initialisation, data order and dropout")
       ->check(non_negative_integer());
   add("--d-model", &a->d_model, "model", "d_model", "Model width")->check(positive_integer());

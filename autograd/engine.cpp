@@ -101,7 +101,9 @@ void Var<T>::backward(const Tensor<T>& upstream, bool retain_graph) {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
       Node<T>* in = node->inputs[next++].get();
-      if (in->requires_grad && in->mark != mark) {
+      // Leaves are not swept: not visiting them leaves them unwritten (the threads of
+      // LeafGradScope share them).
+      if (in->requires_grad && !in->leaf && in->mark != mark) {
         in->mark = mark;
         stack.emplace_back(in, 0);
       }
@@ -169,8 +171,30 @@ Var<T> make_result(Tensor<T> value, const std::vector<Var<T>>& inputs, const cha
   return make_result_impl(std::move(value), ptrs.data(), ptrs.size(), op, backward);
 }
 
+template <typename T>
+LeafGradScope<T>*& LeafGradScope<T>::current() {
+  thread_local LeafGradScope<T>* scope = nullptr;
+  return scope;
+}
+
+template <typename T>
+Tensor<T>& LeafGradScope<T>::slot(const Node<T>* leaf) {
+  for (auto& [node, g] : grads_)
+    if (node == leaf) return g;
+  return grads_.emplace_back(leaf, Tensor<T>()).second;
+}
+
+template <typename T>
+const Tensor<T>& LeafGradScope<T>::grad(const Var<T>& leaf) const {
+  static const Tensor<T> none;
+  for (const auto& [node, g] : grads_)
+    if (node == leaf.node()) return g;
+  return none;
+}
+
 #define QKV_INSTANTIATE(T)                                                                     \
   template class Var<T>;                                                                       \
+  template class LeafGradScope<T>;                                                             \
   template NodePtr<T> new_node<T>();                                                           \
   template Var<T> make_result<T>(Tensor<T>, std::initializer_list<const Var<T>*>, const char*, \
                                  Node<T>::BackwardFn);                                         \

@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -86,16 +87,20 @@ struct Node {
   std::array<double, 4> args{};      // small op parameters (axes, scalars)
   uint64_t mark = 0;                 // visit mark of the topological sort
 
+  /// Where this node's gradient accumulates: .grad, or for a leaf on a thread inside a
+  /// LeafGradScope the scope's buffer for it.
+  Tensor<T>& grad_slot();
   /// The gradient buffer, zero-filled on first use (on all threads when it is large).
   Tensor<T>& grad_buffer() {
-    if (!grad.defined()) {
-      grad = Tensor<T>::empty(value.shape());
-      T* p = grad.data();
-      for_chunks(grad.numel(), [p](int64_t i, int64_t n) {
+    Tensor<T>& g = grad_slot();
+    if (!g.defined()) {
+      g = Tensor<T>::empty(value.shape());
+      T* p = g.data();
+      for_chunks(g.numel(), [p](int64_t i, int64_t n) {
         std::memset(p + i, 0, static_cast<size_t>(n) * sizeof(T));
       });
     }
-    return grad;
+    return g;
   }
   /// Input i's gradient buffer when input i requires grad, else nullptr (so its work is skipped).
   Tensor<T>* input_grad(size_t i) {
@@ -111,11 +116,12 @@ struct Node {
     Node& in = *inputs[i];
     *fresh = false;
     if (!in.requires_grad) return nullptr;
-    if (!in.grad.defined()) {
-      in.grad = Tensor<T>::empty(in.value.shape());
+    Tensor<T>& g = in.grad_slot();
+    if (!g.defined()) {
+      g = Tensor<T>::empty(in.value.shape());
       *fresh = true;
     }
-    return &in.grad;
+    return &g;
   }
   const Tensor<T>& input_value(size_t i) const { return inputs[i]->value; }
 };
@@ -165,6 +171,39 @@ class Var {
  private:
   NodePtr<T> n_;
 };
+
+/// While alive, the gradients that a backward on this thread sends to leaves (parameters) go
+/// into this scope's own buffers instead of the leaves' .grad: several threads can then run
+/// forward and backward of different examples through one model at once, each into its own
+/// gradients (train/thread_shards.h sums them). Values are shared and only read. Non-leaf nodes
+/// belong to one thread's graph and are unaffected.
+template <typename T>
+class LeafGradScope {
+ public:
+  LeafGradScope() : prev_(current()) { current() = this; }
+  ~LeafGradScope() { current() = prev_; }
+  LeafGradScope(const LeafGradScope&) = delete;
+  LeafGradScope& operator=(const LeafGradScope&) = delete;
+
+  /// The gradient this scope holds for `leaf` (undefined when no backward reached it).
+  const Tensor<T>& grad(const Var<T>& leaf) const;
+  /// The buffer for `leaf`, created undefined on first use.
+  Tensor<T>& slot(const Node<T>* leaf);
+  /// The scope active on this thread, or nullptr.
+  static LeafGradScope*& current();
+
+ private:
+  LeafGradScope* prev_;
+  // Few leaves: a linear search. A deque, so that a slot handed out stays put as others are added.
+  std::deque<std::pair<const Node<T>*, Tensor<T>>> grads_;
+};
+
+template <typename T>
+Tensor<T>& Node<T>::grad_slot() {
+  if (leaf)
+    if (LeafGradScope<T>* s = LeafGradScope<T>::current()) return s->slot(this);
+  return grad;
+}
 
 /// Allocates a node from the caching pool.
 template <typename T>

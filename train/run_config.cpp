@@ -30,7 +30,8 @@ const std::vector<std::string>& TrainConfig::keys() {
   static const std::vector<std::string> k = {
       "steps",         "batch_size", "lr",           "optimizer", "weight_decay",
       "warmup",        "schedule",   "min_lr_ratio", "clip",      "eval_every",
-      "eval_examples", "save_every", "keep",         "seed",      "skip_nonfinite"};
+      "eval_examples", "save_every", "keep",         "seed",      "skip_nonfinite",
+      "shards"};
   return k;
 }
 
@@ -60,6 +61,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   QKV_CHECK(seed >= 0, "train config: 'seed' must be a non-negative integer, got {}", seed);
   c.seed = static_cast<uint64_t>(seed);
   r.boolean("skip_nonfinite", c.skip_nonfinite);
+  r.integer("shards", c.shards);
   c.validate();
   return c;
 }
@@ -79,7 +81,8 @@ json TrainConfig::to_json() const {
           {"save_every", save_every},
           {"keep", keep},
           {"seed", seed},
-          {"skip_nonfinite", skip_nonfinite}};
+          {"skip_nonfinite", skip_nonfinite},
+          {"shards", shards}};
 }
 
 void TrainConfig::validate() const {
@@ -106,6 +109,8 @@ void TrainConfig::validate() const {
   QKV_CHECK(save_every >= 0, "{}: 'save_every' must be >= 0 (0 = eval_every), got {}", w,
             save_every);
   QKV_CHECK(keep >= 1, "{}: 'keep' must be at least 1, got {}", w, keep);
+  QKV_CHECK(shards >= 0 && shards <= kMaxShards,
+            "{}: 'shards' must be 0 (auto) or a count from 1 to {}, got {}", w, kMaxShards, shards);
 }
 
 json RunConfig::to_json() const {

@@ -17,6 +17,9 @@
 
 namespace qkv {
 
+/// The most batch shards a step may run at once (TrainConfig::shards).
+inline constexpr int64_t kMaxShards = 64;
+
 /// The training hyper-parameters: the "train" object of a checkpoint's /config.
 struct TrainConfig {
   int64_t steps = 1000;             // optimizer steps of the whole run
@@ -34,6 +37,7 @@ struct TrainConfig {
   int64_t keep = 3;                 // step-XXXXXX.h5 files kept
   uint64_t seed = 0;                // initialisation, data order and dropout
   bool skip_nonfinite = false;      // skip (and count) steps with a non-finite gradient
+  int64_t shards = 0;  // batch shards whose forward/backward run at once on threads; 0 = auto
 
   /// The JSON keys, in the order above.
   static const std::vector<std::string>& keys();

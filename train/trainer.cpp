@@ -114,6 +114,7 @@ Trainer::Trainer(std::unique_ptr<Task> task, std::unique_ptr<BatchModel<float>> 
       train_.schedule, train_.lr, train_.steps, train_.warmup, train_.min_lr_ratio));
   data_rng_ = Rng(train_.seed ^ kDataStream);
   if (distributed()) averager_ = std::make_unique<GradientAverager>(*comm_, params_);
+  shards_ = std::make_unique<ThreadShards>(resolve_shards(train_, *model_), params_);
   if (!resuming) {
     prepare_out_dir(/*resuming=*/false, 0);
     start_epoch();
@@ -128,8 +129,9 @@ namespace {
 TrainConfig resumed_train_config(const Checkpoint& ck, const std::string& checkpoint,
                                  const json& overrides) {
   static const std::vector<std::string> kChangeable = {
-      "steps", "eval_every", "eval_examples", "save_every",   "keep", "skip_nonfinite",
-      "lr",    "schedule",   "warmup",        "min_lr_ratio", "clip", "weight_decay"};
+      "steps",          "eval_every",   "eval_examples", "save_every", "keep",
+      "skip_nonfinite", "lr",           "schedule",      "warmup",     "min_lr_ratio",
+      "clip",           "weight_decay", "shards"};
   QKV_CHECK(ck.optimizer.has_value(),
             "checkpoint '{}' holds no optimizer state (a model-only checkpoint); it cannot be "
             "resumed, only evaluated",
@@ -530,15 +532,17 @@ std::string Trainer::summary_line(int64_t step, const MetricsRecord& r, const Ev
 
 std::pair<double, double> Trainer::compute_gradients(int64_t step) {
   if (distributed()) return compute_gradients_across_ranks(step);
-  const Batch batch = next_batch();
-  double loss;
-  {
-    ForwardResult<float> r = model_->forward(batch);
-    loss = r.loss.item();
-    r.loss.backward();
-  }
+  const ShardTotals t =
+      shards_->run(next_batch(), [this](const Batch& b) { return forward_backward(b); });
   if (opt_.after_backward) opt_.after_backward(step, *model_);
-  return {loss, double(count_tokens(batch))};
+  return {t.loss, t.tokens};
+}
+
+double Trainer::forward_backward(const Batch& batch) {
+  ForwardResult<float> r = model_->forward(batch);
+  const double loss = r.loss.item();
+  r.loss.backward();
+  return loss;
 }
 
 std::pair<double, double> Trainer::compute_gradients_across_ranks(int64_t step) {
@@ -547,12 +551,11 @@ std::pair<double, double> Trainer::compute_gradients_across_ranks(int64_t step) 
   if (!error) {
     try {
       reseed_dropout(step);
-      const Batch batch = next_batch();
-      mine.count = double(count_targets(batch));  // the loss's denominator (examples: encoder)
-      mine.tokens = double(count_tokens(batch));
-      ForwardResult<float> r = model_->forward(batch);
-      mine.loss = r.loss.item();
-      r.loss.backward();
+      const ShardTotals t =
+          shards_->run(next_batch(), [this](const Batch& b) { return forward_backward(b); });
+      mine.count = t.count;  // the loss's denominator (examples: encoder)
+      mine.tokens = t.tokens;
+      mine.loss = t.loss;
       if (opt_.after_backward) opt_.after_backward(step, *model_);
     } catch (...) {
       error = std::current_exception();

@@ -55,6 +55,7 @@
 #include "train/run_dir.h"
 #include "train/schedule.h"
 #include "train/stop.h"
+#include "train/thread_shards.h"
 
 namespace qkv {
 
@@ -155,6 +156,7 @@ class Trainer {
   std::string summary_line(int64_t step, const MetricsRecord& r, const EvalResult& e) const;
   std::string path(const std::string& name) const;
   std::string last_good_checkpoint() const;
+  double forward_backward(const Batch& batch);
 
   TrainConfig train_;
   TrainerOptions opt_;
@@ -182,6 +184,7 @@ class Trainer {
   std::vector<std::pair<std::string, std::vector<std::string>>> probe_metrics_;
   Communicator* comm_;
   std::unique_ptr<GradientAverager> averager_;  // across ranks only
+  std::unique_ptr<ThreadShards> shards_;        // the step's batch shards (train.shards)
   bool stop_agreed_ = false;                    // across ranks: some rank asked to stop
   std::exception_ptr held_error_;               // rank 0's failed write, for the next collective
 };
