@@ -611,8 +611,10 @@ TrainResult Trainer::run() {
   display.line(fmt::format(
       "{} {}: {}, {} steps{} × batch {}{}, {} lr {:g} {}{}", resumed_ ? "resuming" : "training",
       task_->name(), model_->describe(), t.steps, resumed_ ? fmt::format(" (from {})", step_) : "",
-      t.batch_size, distributed() ? fmt::format(" over {} ranks", comm_->size()) : "", t.optimizer,
-      t.lr, t.schedule, opt_.out_dir.empty() ? "" : ", out " + opt_.out_dir));
+      t.batch_size,
+      fmt::format("{}{}", distributed() ? fmt::format(" over {} ranks", comm_->size()) : "",
+                  shards_->shards() > 1 ? fmt::format(" in {} shards", shards_->shards()) : ""),
+      t.optimizer, t.lr, t.schedule, opt_.out_dir.empty() ? "" : ", out " + opt_.out_dir));
 
   auto finish = [&](TrainResult::Status status) {
     display.finish();
