@@ -173,7 +173,7 @@ Var<T> Attention<T>::attend(const Var<T>& x, const Var<T>& K, const Var<T>& V, c
   const Var<T> Q = split_heads(W_Q->forward(x));  // [B, H, T, d]
   Tensor<T> P;
   const Var<T> O = scaled_dot_product_attention(Q, K, V, mask, keep_attention ? &P : nullptr);
-  last_attention_ = Tensor<T>();
+  if (last_attention_.defined()) last_attention_ = Tensor<T>();  // see forward()
   if (keep_attention && keys == P.size(3)) {
     last_attention_ = P;
   } else if (keep_attention) {  // the cached K, V rows in use: P [B, H, T, keys]
@@ -201,7 +201,10 @@ Var<T> Attention<T>::forward(const Var<T>& x, const Var<T>& memory, const AttnMa
   const Var<T> V = W_V->forward(kv);  // [B, S, C]
   Tensor<T> P;
   const Var<T> O = multi_head_attention(Q, K, V, n_heads, mask, keep_attention ? &P : nullptr);
-  last_attention_ = P;  // [B, H, T, S], or undefined
+  // [B, H, T, S], or undefined. Written only when it changes: a model's forward without
+  // keep_attention must not write the module, so that batch shards can run one model's forward
+  // on several threads at once (train/thread_shards.h; Model::forward hands kept maps over).
+  if (keep_attention || last_attention_.defined()) last_attention_ = P;
   return W_O->forward(O);
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "autograd/ops.h"
 #include "core/index_tensor.h"
@@ -141,6 +142,9 @@ class Attention : public Module<T> {
                     bool keep_attention = false);
   /// The probabilities P [B, H, T, S] of the last forward that kept them (undefined otherwise).
   const Tensor<T>& last_attention() const { return last_attention_; }
+  /// last_attention(), handed over: the module keeps none after (Model::forward, so that its
+  /// attention modules hold no map between forwards).
+  Tensor<T> take_last_attention() { return std::exchange(last_attention_, Tensor<T>()); }
 
   int64_t d_model, n_heads;
   Linear<T>* W_Q;

@@ -236,7 +236,7 @@ ForwardResult<T> Model<T>::forward(const Batch& batch, bool keep_attention) {
   }
   if (keep_attention)
     for (const AttentionModule& a : attention_modules())
-      r.attention.push_back({a.path, a.role, a.module->last_attention()});
+      r.attention.push_back({a.path, a.role, a.module->take_last_attention()});
   return r;
 }
 
@@ -311,7 +311,7 @@ ForwardResult<T> Model<T>::forward_cached(KVCache<T>& cache, const IndexTensor& 
   if (o.keep_attention)
     for (const AttentionModule& a : attention_modules())
       if (a.role.stack == AttnStack::kDecoder)
-        r.attention.push_back({a.path, a.role, a.module->last_attention()});
+        r.attention.push_back({a.path, a.role, a.module->take_last_attention()});
   return r;
 }
 

@@ -92,6 +92,22 @@ TEST(ThreadShards, TheBitsDoNotDependOnTheThreadCount) {
   }
 }
 
+TEST(ThreadShards, AModelForwardLeavesNoAttentionMapInItsModules) {
+  // Shards run one model's forward on two threads at once, so a forward without keep_attention
+  // must write nothing in the model. A module holding a kept map would be written by both (each
+  // dropping it): Model::forward hands the maps over instead of leaving them in the modules.
+  for (const char* arch : {"decoder", "encoder", "seq2seq"}) {
+    SCOPED_TRACE(arch);
+    Model<float> model(testing::tiny(arch), 3);
+    const Batch b = batch_of(model.config(), 3, 5, /*padded=*/true);
+    const ForwardResult<float> r = model.forward(b, /*keep_attention=*/true);
+    ASSERT_FALSE(r.attention.empty());
+    for (const auto& a : r.attention) EXPECT_TRUE(a.P.defined()) << a.path;
+    for (const auto& a : model.attention_modules())
+      EXPECT_FALSE(a.module->last_attention().defined()) << a.path;
+  }
+}
+
 TEST(ThreadShards, AScopeKeepsLeafGradientsOutOfTheLeaves) {
   Var<double> w(Tensor<double>::full({3}, 2.0), true);
   Var<double> x(Tensor<double>::full({3}, 5.0), false);
