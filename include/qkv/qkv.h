@@ -55,4 +55,5 @@
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
+#include "train/thread_shards.h"
 #include "train/trainer.h"
