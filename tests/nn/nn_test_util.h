@@ -51,6 +51,18 @@ inline Batch tiny_batch(const ModelConfig& config, uint64_t seed = 3) {
   return random_batch(config, rng);
 }
 
+/// A batch for `config` of B examples of T tokens drawn from `seed`; `padded`: the last example
+/// ends in padding and some targets are ignored (RandomBatchOptions::padded).
+inline Batch batch_of(const ModelConfig& config, int64_t B, int64_t T, bool padded,
+                      uint64_t seed = 5) {
+  Rng rng(seed);
+  RandomBatchOptions o;
+  o.batch_size = B;
+  o.seq_len = T;
+  o.padded = padded;
+  return random_batch(config, rng, o);
+}
+
 /// randomize_for_gradcheck from `seed`: every gradient well above the gradcheck's atol.
 template <typename T>
 void randomize(Model<T>& model, uint64_t seed) {

@@ -42,16 +42,6 @@ struct TwoRanksInTurn : Communicator {
   [[noreturn]] void abort(int) override { std::abort(); }
 };
 
-/// A batch of `config` with B examples of T tokens; `padded`: ignored targets in it.
-Batch batch_of(const ModelConfig& config, int64_t B, int64_t T, bool padded) {
-  Rng rng(5);
-  RandomBatchOptions o;
-  o.batch_size = B;
-  o.seq_len = T;
-  o.padded = padded;
-  return random_batch(config, rng, o);
-}
-
 double loss_and_backward(Model<float>& model, const Batch& b) {
   for (auto& [name, p] : model.named_parameters()) p.zero_grad();
   ForwardResult<float> r = model.forward(b);
@@ -62,7 +52,7 @@ double loss_and_backward(Model<float>& model, const Batch& b) {
 TEST(DataParallel, TwoSharesAverageToTheWholeBatchGradient) {
   Model<float> model(testing::tiny("decoder"), 3);
   // Ignored targets: the two shares count different numbers of targets.
-  const Batch whole = batch_of(model.config(), 4, 6, /*padded=*/true);
+  const Batch whole = testing::batch_of(model.config(), 4, 6, /*padded=*/true);
   const Batch first = batch_rows(whole, 0, 1), rest = batch_rows(whole, 1, 4);
   ASSERT_NE(count_targets(first) * 3, count_targets(rest)) << "the shares must weigh unequally";
 
@@ -97,7 +87,7 @@ TEST(DataParallel, TwoSharesAverageToTheWholeBatchGradient) {
 }
 
 TEST(DataParallel, BatchRowsCutsEveryTensorAlongTheBatch) {
-  const Batch b = batch_of(testing::tiny("decoder"), 3, 4, /*padded=*/false);
+  const Batch b = testing::batch_of(testing::tiny("decoder"), 3, 4, /*padded=*/false);
   const Batch r = batch_rows(b, 1, 3);
   EXPECT_EQ(r.batch_size(), 2);
   EXPECT_EQ(r.tokens.data, std::vector<int32_t>(b.tokens.data.begin() + 4, b.tokens.data.end()));

@@ -20,15 +20,6 @@
 namespace qkv {
 namespace {
 
-Batch batch_of(const ModelConfig& config, int64_t B, int64_t T, bool padded) {
-  Rng rng(5);
-  RandomBatchOptions o;
-  o.batch_size = B;
-  o.seq_len = T;
-  o.padded = padded;
-  return random_batch(config, rng, o);
-}
-
 double forward_backward(Model<float>& model, const Batch& b) {
   ForwardResult<float> r = model.forward(b);
   r.loss.backward();
@@ -60,7 +51,7 @@ TEST(ThreadShards, ShardsSumToTheWholeBatchGradient) {
     SCOPED_TRACE(arch);
     Model<float> model(testing::tiny(arch), 3);
     // Ignored targets (padded): the shards count different numbers of targets.
-    const Batch b = batch_of(model.config(), 5, 6, /*padded=*/true);
+    const Batch b = testing::batch_of(model.config(), 5, 6, /*padded=*/true);
     model.zero_grad();
     const double whole_loss = forward_backward(model, b);
     const std::vector<Tensor<float>> want = grads_of(model);
@@ -81,7 +72,7 @@ TEST(ThreadShards, ShardsSumToTheWholeBatchGradient) {
 
 TEST(ThreadShards, TheBitsDoNotDependOnTheThreadCount) {
   Model<float> model(testing::tiny("decoder", 2), 4);
-  const Batch b = batch_of(model.config(), 7, 6, /*padded=*/true);
+  const Batch b = testing::batch_of(model.config(), 7, 6, /*padded=*/true);
   for (int shards : {2, 3}) {
     const auto [loss1, g1] = sharded(model, b, shards, 1);
     const auto [loss2, g2] = sharded(model, b, shards, 2);
@@ -99,7 +90,7 @@ TEST(ThreadShards, AModelForwardLeavesNoAttentionMapInItsModules) {
   for (const char* arch : {"decoder", "encoder", "seq2seq"}) {
     SCOPED_TRACE(arch);
     Model<float> model(testing::tiny(arch), 3);
-    const Batch b = batch_of(model.config(), 3, 5, /*padded=*/true);
+    const Batch b = testing::batch_of(model.config(), 3, 5, /*padded=*/true);
     const ForwardResult<float> r = model.forward(b, /*keep_attention=*/true);
     ASSERT_FALSE(r.attention.empty());
     for (const auto& a : r.attention) EXPECT_TRUE(a.P.defined()) << a.path;
@@ -125,7 +116,7 @@ TEST(ThreadShards, AScopeKeepsLeafGradientsOutOfTheLeaves) {
 
 TEST(ThreadShards, AnErrorInAShardIsRethrownAndNoGradientChanges) {
   Model<float> model(testing::tiny("decoder"), 3);
-  const Batch b = batch_of(model.config(), 4, 6, /*padded=*/false);
+  const Batch b = testing::batch_of(model.config(), 4, 6, /*padded=*/false);
   model.zero_grad();
   ThreadShards s(2, model.named_parameters());
   EXPECT_EQ(test::error_of([&] {
