@@ -16,12 +16,15 @@
 // Why: a small model's ops are too small to share between threads (each parallel loop costs a
 // wake-up of the other thread), but half a batch is plenty. One fork and one join per step.
 //
-// The result depends on S, never on the thread count: the shards are cut by the batch alone, each
-// shard's ops run on one thread (OpenMP regions inside the shard's thread are not nested), and
-// the sum runs over the shards in order. With S = 1 nothing changes.
+// The result depends on S, never on the thread count: the shards are cut by the batch alone, a
+// shard's result does not depend on the thread that runs it (an op's OpenMP loop inside a shard
+// is a nested region, run by that thread alone), and the sum runs over the shards in order. With
+// S = 1 the step is the plain one: gradients straight into .grad.
 //
-// The model must allow concurrent forwards: it may read its parameters and must not draw from a
-// shared generator. Dropout does, so a model with dropout takes S = 1 (auto_shards below).
+// The model must allow concurrent forwards: it may read its parameters, but must neither draw
+// from a generator it holds nor store anything in a member. Dropout draws, so a model with
+// dropout takes S = 1 (resolve_shards below); Model keeps attention maps only when asked to
+// and hands them over in the result.
 #pragma once
 
 #include <cstdint>

@@ -99,6 +99,29 @@ TEST(ThreadShards, AModelForwardLeavesNoAttentionMapInItsModules) {
   }
 }
 
+TEST(ThreadShards, AutoRunsTwoShardsForSmallModelsWithoutDropoutOnly) {
+  TrainConfig t;  // shards 0: auto
+  t.batch_size = 64;
+  Model<float> small(testing::tiny("decoder"), 1);
+  EXPECT_EQ(resolve_shards(t, small), 2);
+  // Above kAutoShardWork (6 · parameters · batch · max_len): one shard.
+  t.batch_size = static_cast<int64_t>(
+      kAutoShardWork / (6.0 * double(small.num_parameters()) * double(small.config().max_len)) + 1);
+  EXPECT_EQ(resolve_shards(t, small), 1);
+  t.batch_size = 64;
+  ModelConfig c = testing::tiny("encoder");
+  c.dropout = 0.1;
+  Model<float> with_dropout(c, 1);
+  EXPECT_EQ(resolve_shards(t, with_dropout), 1);
+  t.shards = 3;
+  EXPECT_EQ(resolve_shards(t, small), 3);
+  EXPECT_EQ(test::error_of([&] { resolve_shards(t, with_dropout); }),
+            "train config: 'shards' is 3, but the model has dropout 0.1 and one generator for it, "
+            "which two shards cannot share; set shards to 1 (--shards 1) or dropout to 0");
+  t.shards = 1;
+  EXPECT_EQ(resolve_shards(t, with_dropout), 1);
+}
+
 TEST(ThreadShards, AScopeKeepsLeafGradientsOutOfTheLeaves) {
   Var<double> w(Tensor<double>::full({3}, 2.0), true);
   Var<double> x(Tensor<double>::full({3}, 5.0), false);

@@ -2,6 +2,7 @@
 // protection, and the qkv train / qkv eval command line (bad flags, SIGINT and resume).
 #include "train/trainer.h"
 
+#include <omp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -237,6 +238,42 @@ TEST(Trainer, InterruptAndResumeEqualsOneRun) {
   expect_same_metrics(full / "metrics.jsonl", part / "metrics.jsonl");
   expect_same_checkpoint(full / "last.h5", part / "last.h5");
   expect_same_checkpoint(full / "best.h5", part / "best.h5");
+}
+
+TEST(Trainer, ShardedRunsAreTheSameAtOneAndTwoThreadsAndResumeExactly) {
+  // Without dropout this model is small enough for 2 batch shards (train.shards auto); their
+  // gradients are summed in shard order, so the thread count must not change a bit.
+  const RunConfig cfg = tiny_copy(30, /*dropout=*/0.0);
+  test::TempDir one("shards_1thr"), two("shards_2thr"), part("shards_part"), plain("shards_1");
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  ASSERT_EQ(Trainer(cfg, quiet(one.path())).run().status, TrainResult::Status::kCompleted);
+  omp_set_num_threads(2);
+  ASSERT_EQ(Trainer(cfg, quiet(two.path())).run().status, TrainResult::Status::kCompleted);
+  expect_same_metrics(one / "metrics.jsonl", two / "metrics.jsonl");
+  expect_same_checkpoint(one / "last.h5", two / "last.h5");
+
+  TrainerOptions o = quiet(part.path());
+  o.after_backward = [](int64_t step, BatchModel<float>&) {
+    if (step == 17) request_stop();
+  };
+  ASSERT_EQ(Trainer(cfg, o).run().status, TrainResult::Status::kInterrupted);
+  clear_stop_request();
+  ASSERT_EQ(Trainer::resume(part / "last.h5", quiet(""))->run().status,
+            TrainResult::Status::kCompleted);
+  omp_set_num_threads(before);
+  expect_same_metrics(one / "metrics.jsonl", part / "metrics.jsonl");
+  expect_same_checkpoint(one / "last.h5", part / "last.h5");
+
+  // The shards are really in use: one shard gives other bits (the same loss up to rounding).
+  RunConfig single = cfg;
+  single.train.shards = 1;
+  ASSERT_EQ(Trainer(single, quiet(plain.path())).run().status, TrainResult::Status::kCompleted);
+  const std::vector<MetricsRecord> a = read_metrics(one / "metrics.jsonl"),
+                                   b = read_metrics(plain / "metrics.jsonl");
+  ASSERT_TRUE(a[1].loss && b[1].loss);
+  EXPECT_NE(*a[1].loss, *b[1].loss);
+  EXPECT_NEAR(*a[1].loss, *b[1].loss, 1e-3 * *b[1].loss);
 }
 
 TEST(Trainer, ResumeFromAPeriodicCheckpointIntoAnotherFolder) {
