@@ -32,6 +32,7 @@ sanitized_tests=(tensor_test error_test h5_test
   attention_test elementwise_test embedding_test engine_test loss_test matmul_test norm_test
   reduce_test shape_test softmax_test
   checkpoint_test batch_io_test charlm_test numbers_test pronoun_test sequence_tasks_test
+  thread_shards_test data_parallel_test
   task_test vocab_test winogrande_test)
 fuzz_targets=(checkpoint batch config text)
 cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo \
