@@ -118,17 +118,9 @@ BenchStep::BenchStep(const BenchConfig& config, uint64_t seed)
 
 double BenchStep::step() {
   optimizer_->zero_grad();
-  // Each shard's graph is freed as its forward_backward returns, inside the timed step (PyTorch
+  // Each shard's graph is freed as its backward ends, inside the timed step (PyTorch
   // frees it in backward).
-  const double loss = shards_
-                          ->run(batch_,
-                                [this](const Batch& b) {
-                                  ForwardResult<float> r = model_->forward(b);
-                                  const double l = r.loss.item();
-                                  r.loss.backward();
-                                  return l;
-                                })
-                          .loss;
+  const double loss = shards_->run(batch_, *model_).loss;
   optimizer_->step();
   return loss;
 }

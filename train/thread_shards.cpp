@@ -1,8 +1,6 @@
 #include "train/thread_shards.h"
 
 #include <algorithm>
-#include <exception>
-#include <vector>
 
 #include "autograd/var.h"
 #include "core/error.h"
@@ -43,23 +41,23 @@ ShardTotals ThreadShards::run(const Batch& batch,
                               const std::function<double(const Batch&)>& forward_backward) {
   const int64_t B = batch.batch_size();
   const int64_t S = std::max<int64_t>(1, std::min<int64_t>(shards_, B));
+  ShardTotals total;
   if (S == 1) {  // the plain step: gradients straight into .grad
-    ShardTotals total;
     total.count = double(count_targets(batch));
     total.tokens = double(count_tokens(batch));
     total.loss = forward_backward(batch);
     return total;
   }
-  std::vector<Batch> part(static_cast<size_t>(S));
-  std::vector<double> count(part.size()), loss(part.size(), 0.0);
-  std::vector<std::vector<Tensor<float>>> grads(part.size());
-  std::vector<std::exception_ptr> error(part.size());
-  ShardTotals total;
+  state_.resize(static_cast<size_t>(S));
   for (int64_t s = 0; s < S; ++s) {
-    part[s] = batch_rows(batch, B * s / S, B * (s + 1) / S);
-    count[s] = double(count_targets(part[s]));
-    total.count += count[s];
-    total.tokens += double(count_tokens(part[s]));
+    Shard& sh = state_[s];
+    sh.part = batch_rows(batch, B * s / S, B * (s + 1) / S);
+    sh.count = double(count_targets(sh.part));
+    sh.loss = 0;
+    sh.grads.clear();
+    sh.error = nullptr;
+    total.count += sh.count;
+    total.tokens += double(count_tokens(sh.part));
   }
   int threads = 1;
 #ifdef _OPENMP
@@ -67,34 +65,42 @@ ShardTotals ThreadShards::run(const Batch& batch,
 #endif
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t s = 0; s < S; ++s) {
-    if (count[s] == 0) continue;  // no target: no loss, no gradient
+    Shard& sh = state_[s];
+    if (sh.count == 0) continue;  // no target: no loss, no gradient
     try {
       LeafGradScope<float> scope;
-      loss[s] = forward_backward(part[s]);
-      grads[s].reserve(params_.size());
-      for (const auto& [name, p] : params_) grads[s].push_back(scope.grad(p));
+      sh.loss = forward_backward(sh.part);
+      for (const auto& [name, p] : params_) sh.grads.push_back(scope.grad(p));
     } catch (...) {
-      error[s] = std::current_exception();
+      sh.error = std::current_exception();
     }
   }
-  for (const std::exception_ptr& e : error)
-    if (e) std::rethrow_exception(e);
+  for (const Shard& sh : state_)
+    if (sh.error) std::rethrow_exception(sh.error);
   if (total.count == 0) return total;
   // Σ_s (n_s / N) · g_s, shard by shard: the same order at any thread count.
-  for (int64_t s = 0; s < S; ++s) {
-    if (count[s] == 0) continue;
-    total.loss += count[s] * loss[s];
-    const float w = static_cast<float>(count[s] / total.count);
+  for (const Shard& sh : state_) {
+    if (sh.count == 0) continue;
+    total.loss += sh.count * sh.loss;
+    const float w = static_cast<float>(sh.count / total.count);
     for (size_t i = 0; i < params_.size(); ++i) {
-      const Tensor<float>& g = grads[s][i];
+      const Tensor<float>& g = sh.grads[i];
       if (!g.defined()) continue;
       Var<float> p = params_[i].second;
-      Tensor<float>& dst = p.node()->grad_buffer();
-      dst.vec() += w * g.vec();
+      p.node()->grad_buffer().vec() += w * g.vec();
     }
   }
   total.loss /= total.count;
   return total;
+}
+
+ShardTotals ThreadShards::run(const Batch& batch, BatchModel<float>& model) {
+  return run(batch, [&model](const Batch& part) {
+    ForwardResult<float> r = model.forward(part);
+    const double loss = r.loss.item();
+    r.loss.backward();
+    return loss;
+  });
 }
 
 }  // namespace qkv

@@ -6,12 +6,8 @@
 //
 //   ThreadShards shards(2, model.named_parameters());
 //   optimizer.zero_grad();
-//   ShardTotals t = shards.run(batch, [&](const Batch& b) {
-//     ForwardResult<float> r = model.forward(b);
-//     r.loss.backward();
-//     return double(r.loss.item());
-//   });
-//   optimizer.step();  // .grad holds the whole batch's gradient
+//   ShardTotals t = shards.run(batch, model);  // forward, loss and backward of each shard
+//   optimizer.step();                          // .grad holds the whole batch's gradient
 //
 // Why: a small model's ops are too small to share between threads (each parallel loop costs a
 // wake-up of the other thread), but half a batch is plenty. One fork and one join per step.
@@ -28,7 +24,9 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <vector>
 
 #include "core/batch.h"
 #include "nn/batch_model.h"
@@ -54,10 +52,21 @@ class ThreadShards {
   /// each parameter's .grad. An exception from any shard is rethrown (the first shard's first)
   /// after every shard has ended, before any gradient is changed.
   ShardTotals run(const Batch& batch, const std::function<double(const Batch&)>& forward_backward);
+  /// run() with the training step's forward_backward: model.forward(shard), then backward of its
+  /// loss (each shard's graph is freed as its backward ends).
+  ShardTotals run(const Batch& batch, BatchModel<float>& model);
 
  private:
+  /// One shard's part of a step; kept between steps, so a step allocates no vectors of its own.
+  struct Shard {
+    Batch part;
+    double count = 0, loss = 0;
+    std::vector<Tensor<float>> grads;  // per parameter, from the shard's LeafGradScope
+    std::exception_ptr error;
+  };
   int shards_;
   OptimParams<float> params_;
+  std::vector<Shard> state_;
 };
 
 /// Model FLOPs per step (6 · parameters · batch_size · max_len) at or below which auto

@@ -532,17 +532,9 @@ std::string Trainer::summary_line(int64_t step, const MetricsRecord& r, const Ev
 
 std::pair<double, double> Trainer::compute_gradients(int64_t step) {
   if (distributed()) return compute_gradients_across_ranks(step);
-  const ShardTotals t =
-      shards_->run(next_batch(), [this](const Batch& b) { return forward_backward(b); });
+  const ShardTotals t = shards_->run(next_batch(), *model_);
   if (opt_.after_backward) opt_.after_backward(step, *model_);
   return {t.loss, t.tokens};
-}
-
-double Trainer::forward_backward(const Batch& batch) {
-  ForwardResult<float> r = model_->forward(batch);
-  const double loss = r.loss.item();
-  r.loss.backward();
-  return loss;
 }
 
 std::pair<double, double> Trainer::compute_gradients_across_ranks(int64_t step) {
@@ -551,8 +543,7 @@ std::pair<double, double> Trainer::compute_gradients_across_ranks(int64_t step) 
   if (!error) {
     try {
       reseed_dropout(step);
-      const ShardTotals t =
-          shards_->run(next_batch(), [this](const Batch& b) { return forward_backward(b); });
+      const ShardTotals t = shards_->run(next_batch(), *model_);
       mine.count = t.count;  // the loss's denominator (examples: encoder)
       mine.tokens = t.tokens;
       mine.loss = t.loss;

@@ -156,7 +156,6 @@ class Trainer {
   std::string summary_line(int64_t step, const MetricsRecord& r, const EvalResult& e) const;
   std::string path(const std::string& name) const;
   std::string last_good_checkpoint() const;
-  double forward_backward(const Batch& batch);
 
   TrainConfig train_;
   TrainerOptions opt_;

@@ -39,7 +39,7 @@ std::pair<double, std::vector<Tensor<float>>> sharded(Model<float>& model, const
   const int before = omp_get_max_threads();
   omp_set_num_threads(threads);
   ThreadShards s(shards, model.named_parameters());
-  const ShardTotals t = s.run(b, [&](const Batch& part) { return forward_backward(model, part); });
+  const ShardTotals t = s.run(b, model);
   omp_set_num_threads(before);
   EXPECT_EQ(t.count, double(count_targets(b)));
   EXPECT_EQ(t.tokens, double(count_tokens(b)));
