@@ -24,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <numeric>
 
 #include <fmt/core.h>
 
@@ -130,6 +131,14 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+size_t median_index(const std::vector<double>& v) {
+  QKV_CHECK(!v.empty(), "median: no values");
+  std::vector<size_t> order(v.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&v](size_t i, size_t j) { return v[i] < v[j]; });
+  return order[(v.size() - 1) / 2];
 }
 
 BenchResult run_bench(const BenchConfig& config, int threads, int64_t steps, int64_t warmup,
@@ -323,9 +332,14 @@ nlohmann::json run_torch_peer(const std::string& peer, const std::string& config
   QKV_CHECK(::access(python.c_str(), X_OK) == 0, "{} not found; install python3 and python3-torch",
             python);
   QKV_CHECK(std::filesystem::is_regular_file(peer), "peer script '{}' not found", peer);
-  const Captured probe = capture(python + " -c 'import torch'");
-  QKV_CHECK(probe.status == 0, "torch cannot be imported by {} ({}); apt-get install python3-torch",
-            python, last_line(probe.out));
+  static bool torch_found = false;  // probed once per process: importing torch takes seconds
+  if (!torch_found) {
+    const Captured probe = capture(python + " -c 'import torch'");
+    QKV_CHECK(probe.status == 0,
+              "torch cannot be imported by {} ({}); apt-get install python3-torch", python,
+              last_line(probe.out));
+    torch_found = true;
+  }
   std::string cmd = python + " " + shell_quote(peer) + " --config " + shell_quote(config) +
                     " --threads best --json";
   if (steps > 0) cmd += fmt::format(" --steps {}", steps);

@@ -105,6 +105,10 @@ double fma_peak_in_child(int threads);
 /// The median of `v` (mean of the two middle values for an even count, as Python's statistics).
 double median(std::vector<double> v);
 
+/// The index of v's median element: for an even count the lower of the two middle ones, so that it
+/// names a measurement that was made (a round of `qkv bench --rounds`); ties go to the earlier.
+size_t median_index(const std::vector<double>& v);
+
 /// The PyTorch peer script: $QKV_TORCH_PEER if set, else bench/torch_peer.py of the source tree
 /// (found above this source file or above the running program); nullopt when none exists.
 std::optional<std::string> find_torch_peer();

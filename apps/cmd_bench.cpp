@@ -30,6 +30,7 @@ struct BenchArgs {
   int64_t steps = 0;  // 0 = each configuration's default
   int64_t warmup = 3;
   int64_t seed = 1337;
+  int64_t rounds = 0;  // 0 = 3 with --peer, else 1
   bool peer = false, json = false;
 };
 
@@ -48,11 +49,16 @@ std::vector<int> thread_choices(const std::string& s) {
   return {n};
 }
 
-/// "1.25 (torch 1.25× faster)" for qkv/torch of ms per step.
-std::string ratio_text(double qkv_ms, double torch_ms) {
-  const double r = qkv_ms / torch_ms;
-  if (r >= 1.0) return fmt::format("{:.2f} (torch {:.2f}x faster)", r, r);
-  return fmt::format("{:.2f} (qkv {:.2f}x faster)", r, 1.0 / r);
+/// "1.25 (torch 1.25x faster)" for r = qkv/torch of ms per step; with several rounds, their range:
+/// "0.14 (qkv 7.14x faster; rounds 0.12-0.16)".
+std::string ratio_text(double r, const std::vector<double>& rounds) {
+  std::string text = r >= 1.0 ? fmt::format("{:.2f} (torch {:.2f}x faster", r, r)
+                              : fmt::format("{:.2f} (qkv {:.2f}x faster", r, 1.0 / r);
+  if (rounds.size() > 1) {
+    const auto [lo, hi] = std::minmax_element(rounds.begin(), rounds.end());
+    text += fmt::format("; rounds {:.2f}-{:.2f}", *lo, *hi);
+  }
+  return text + ")";
 }
 
 std::string load_average() {
@@ -65,6 +71,13 @@ std::string load_average() {
 std::string percent(double gflops, double peak) {
   return peak > 0 ? fmt::format("{:.1f}%", 100.0 * gflops / peak) : std::string("-");
 }
+
+/// One round of one configuration on qkv's side: the faster thread count's result, and every
+/// thread count's figures for --json.
+struct QkvRound {
+  BenchResult best;
+  nlohmann::json tried = nlohmann::json::object(), by_threads = nlohmann::json::object();
+};
 
 void run(const BenchArgs& a) {
   const std::vector<int> threads = thread_choices(a.threads);
@@ -90,12 +103,16 @@ void run(const BenchArgs& a) {
     peak[t] = std::max(measured[t], t * measured[1]);
   }
   const std::string cpu = cpu_model();
+  const int64_t n_rounds = a.rounds > 0 ? a.rounds : peer ? 3 : 1;
 
   if (!a.json) {
     fmt::print(
         "qkv bench: one training step (zero grad, forward, loss, backward, AdamW), float32; median "
-        "ms/step over the timed steps after {} warm-up; threads {}\n",
-        a.warmup, a.threads == "best" ? "best of 1 and 2" : a.threads);
+        "ms/step over the timed steps after {} warm-up; threads {}{}\n",
+        a.warmup, a.threads == "best" ? "best of 1 and 2" : a.threads,
+        n_rounds == 1 ? std::string()
+                      : fmt::format("; {} rounds{}, each figure from the median round", n_rounds,
+                                    peer ? " alternating qkv and the peer" : ""));
     fmt::print("machine: {}, {} cores online, load average {} (1, 5, 15 min); GEMM: {}\n", cpu,
                ::sysconf(_SC_NPROCESSORS_ONLN), load_average(), gemm_backend());
     std::string peaks;
@@ -123,29 +140,52 @@ void run(const BenchArgs& a) {
   for (const BenchConfig* c : configs) {
     const int64_t steps = a.steps > 0 ? a.steps : c->steps;
     const double flops = model_flops_per_step(*c);
-    BenchResult best;
-    nlohmann::json tried = nlohmann::json::object(), by_threads = nlohmann::json::object();
-    for (int t : threads) {
-      const BenchResult r =
-          run_bench_in_child(*c, t, steps, a.warmup, static_cast<uint64_t>(a.seed));
-      tried[std::to_string(t)] = r.ms_per_step;
-      by_threads[std::to_string(t)] = {
-          {"ms_per_step", r.ms_per_step}, {"gflops", r.gflops},
-          {"peak_gflops", peak[t]},       {"peak_measured_gflops", measured[t]},
-          {"mfu", r.gflops / peak[t]},    {"peak_rss_mb", r.peak_rss_mb}};
-      if (best.threads == 0 || r.ms_per_step < best.ms_per_step) best = r;
-    }
-    nlohmann::json torch;
-    if (peer) {
+    // Rounds alternate qkv and the peer, so that both sample the same minutes of a machine whose
+    // speed drifts; each side reports its median round, the ratio is the median of the rounds'.
+    std::vector<QkvRound> qkv_rounds;
+    std::vector<nlohmann::json> torch_rounds;
+    for (int64_t i = 0; i < n_rounds; ++i) {
+      QkvRound q;
+      for (int t : threads) {
+        const BenchResult r =
+            run_bench_in_child(*c, t, steps, a.warmup, static_cast<uint64_t>(a.seed));
+        q.tried[std::to_string(t)] = r.ms_per_step;
+        q.by_threads[std::to_string(t)] = {
+            {"ms_per_step", r.ms_per_step}, {"gflops", r.gflops},
+            {"peak_gflops", peak[t]},       {"peak_measured_gflops", measured[t]},
+            {"mfu", r.gflops / peak[t]},    {"peak_rss_mb", r.peak_rss_mb}};
+        if (q.best.threads == 0 || r.ms_per_step < q.best.ms_per_step) q.best = r;
+      }
+      qkv_rounds.push_back(std::move(q));
+      if (!peer) continue;
       try {
-        torch = run_torch_peer(*peer, c->name, a.steps, a.warmup);
+        nlohmann::json t = run_torch_peer(*peer, c->name, a.steps, a.warmup);
+        if (!t.is_object() || !t.contains("ms_per_step") || !t["ms_per_step"].is_number())
+          fail("the peer's JSON has no ms_per_step: {}", t.dump());
+        torch_rounds.push_back(std::move(t));
       } catch (const Error& e) {
         fmt::print(stderr, "qkv bench: PyTorch peer unavailable: {}; continuing without ratios\n",
                    e.what());
         peer.reset();
+        torch_rounds.clear();
       }
     }
-    const bool have_torch = torch.is_object() && torch.contains("ms_per_step");
+    std::vector<double> qkv_ms, torch_ms, ratios;
+    for (const QkvRound& q : qkv_rounds) qkv_ms.push_back(q.best.ms_per_step);
+    const QkvRound& mid = qkv_rounds[median_index(qkv_ms)];
+    const BenchResult& best = mid.best;
+    const nlohmann::json& tried = mid.tried;
+    const nlohmann::json& by_threads = mid.by_threads;
+    nlohmann::json torch;
+    if (!torch_rounds.empty()) {
+      for (size_t i = 0; i < torch_rounds.size(); ++i) {
+        torch_ms.push_back(torch_rounds[i]["ms_per_step"].get<double>());
+        ratios.push_back(qkv_ms[i] / torch_ms.back());
+      }
+      torch = torch_rounds[median_index(torch_ms)];
+    }
+    const bool have_torch = !ratios.empty();
+    const double ratio = have_torch ? median(ratios) : 0.0;
     const double best_peak = peak[best.threads];
     const std::string BxT = fmt::format("{}x{}", c->batch, c->seq_len());
     if (a.json) {
@@ -171,7 +211,9 @@ void run(const BenchArgs& a) {
                           {"gemm", gemm_backend()},
                           {"cpu", cpu},
                           {"ms_per_step_by_threads", tried},
-                          {"by_threads", by_threads}};
+                          {"by_threads", by_threads},
+                          {"rounds", qkv_ms.size()},
+                          {"ms_per_step_by_round", qkv_ms}};
       if (have_torch) {
         const double tm = torch["ms_per_step"].get<double>();
         j["torch_ms_per_step"] = tm;
@@ -182,8 +224,10 @@ void run(const BenchArgs& a) {
         j["torch_flops_per_step"] = torch.value("flops_per_step", 0.0);
         j["torch_gflops"] = torch.value("gflops", 0.0);
         j["torch_peak_rss_mb"] = torch.value("peak_rss_mb", 0.0);
-        j["ratio_qkv_over_torch"] = best.ms_per_step / tm;
-        j["faster"] = best.ms_per_step <= tm ? "qkv" : "torch";
+        j["torch_ms_per_step_by_round"] = torch_ms;
+        j["ratio_qkv_over_torch"] = ratio;
+        j["ratio_by_round"] = ratios;
+        j["faster"] = ratio <= 1.0 ? "qkv" : "torch";
         if (torch.value("peak_rss_mb", 0.0) > 0)
           j["rss_qkv_over_torch"] = best.peak_rss_mb / torch["peak_rss_mb"].get<double>();
       }
@@ -198,7 +242,7 @@ void run(const BenchArgs& a) {
       if (have_torch)
         fmt::print("  {:>13.2f} {:>4} {:>7.0f}  {}", torch["ms_per_step"].get<double>(),
                    torch.value("threads", 0), torch.value("peak_rss_mb", 0.0),
-                   ratio_text(best.ms_per_step, torch["ms_per_step"].get<double>()));
+                   ratio_text(ratio, ratios));
       fmt::print("\n");
     }
     std::fflush(stdout);
@@ -242,6 +286,11 @@ void add_bench(CLI::App& app) {
       ->check(non_negative_integer())
       ->capture_default_str();
   cmd->add_flag("--peer", a->peer, "Also run the PyTorch peer and print qkv/torch ratios");
+  cmd->add_option("--rounds", a->rounds,
+                  "Measure each configuration this many times, alternating qkv and the peer; "
+                  "report the median round and the median of the rounds' ratios (default 3 with "
+                  "--peer, else 1)")
+      ->check(integer_in(1, 100));
   cmd->add_flag("--json", a->json, "One JSON object per configuration instead of a table");
   const auto gen = add_generate_bench_options(*cmd);  // --generate: the KV cache's speed-up
   cmd->callback([a, gen] {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 #include "run_qkv.h"
@@ -255,6 +256,49 @@ TEST(BenchCli, PeerMissingIsOneLineAndNoRatio) {
   EXPECT_FALSE(j.contains("ratio_qkv_over_torch"));
 }
 
+TEST(BenchRun, MedianIndexNamesAMeasuredRound) {
+  EXPECT_EQ(median_index({30, 10, 20}), 2u);
+  EXPECT_EQ(median_index({5}), 0u);
+  EXPECT_EQ(median_index({4, 1, 3, 2}), 3u);  // the lower of the middle two (2 and 3)
+  EXPECT_EQ(median_index({7, 7, 7}), 1u);     // ties: in order of the rounds
+}
+
+TEST(BenchCli, RoundsAlternateWithThePeerAndReportTheMedians) {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 cannot import torch";
+  const std::string dir = test::temp_folder();
+  // A stand-in peer whose rounds take 20, 30 and 10 ms per step; it appends each call to a log,
+  // as qkv's rounds do not run in the same process.
+  const std::string peer = dir + "peer.py", log = dir + "calls.txt";
+  std::ofstream(peer) << "import json, os, sys\n"
+                      << "log = " << nlohmann::json(log).dump() << "\n"
+                      << R"(n = sum(1 for _ in open(log)) if os.path.exists(log) else 0
+open(log, "a").write(" ".join(sys.argv[1:]) + "\n")
+print(json.dumps({"ms_per_step": [20.0, 30.0, 10.0][n], "threads": 1, "peak_rss_mb": 100.0}))
+)";
+  const std::string cmd = "QKV_TORCH_PEER=" + peer + " " + test::quote(QKV_BIN) +
+                          " bench --config tiny --steps 2 --warmup 0 --threads 1 --peer --rounds 3"
+                          " --json >" +
+                          test::quote(dir + "o.txt") + " 2>" + test::quote(dir + "e.txt");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::slurp(dir + "e.txt");
+  EXPECT_EQ(test::slurp(dir + "e.txt"), "");
+  const nlohmann::json j = nlohmann::json::parse(test::slurp(dir + "o.txt"));
+  EXPECT_EQ(test::count_of(test::slurp(log), "--config tiny"), 3u);
+  EXPECT_EQ(j.at("rounds"), 3);
+  EXPECT_EQ(j.at("torch_ms_per_step_by_round"), nlohmann::json({20.0, 30.0, 10.0}));
+  EXPECT_EQ(j.at("torch_ms_per_step").get<double>(), 20.0);  // the median round's: the first
+  const std::vector<double> q = j.at("ms_per_step_by_round");
+  ASSERT_EQ(q.size(), 3u);
+  EXPECT_EQ(j.at("ms_per_step").get<double>(), median(q));
+  const std::vector<double> ratios = j.at("ratio_by_round");
+  ASSERT_EQ(ratios.size(), 3u);
+  const double torch[] = {20.0, 30.0, 10.0};
+  for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(ratios[i], q[i] / torch[i]) << "round " << i;
+  // The ratio pairs each qkv round with the peer's round beside it, not the two medians.
+  EXPECT_DOUBLE_EQ(j.at("ratio_qkv_over_torch").get<double>(), median(ratios));
+  EXPECT_EQ(j.at("torch_peak_rss_mb").get<double>(), 100.0);
+}
+
 TEST(BenchCli, BadFlagsExit2NamingThem) {
   const std::string dir = test::temp_folder();
   test::RunResult r = test::run_qkv({"bench", "--config", "huge"}, dir);
@@ -267,6 +311,9 @@ TEST(BenchCli, BadFlagsExit2NamingThem) {
   r = test::run_qkv({"bench", "--config", "tiny", "--steps", "0"}, dir);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("--steps"), std::string::npos) << r.err;
+  r = test::run_qkv({"bench", "--config", "tiny", "--rounds", "0"}, dir);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--rounds"), std::string::npos) << r.err;
 }
 
 }  // namespace
