@@ -242,10 +242,12 @@ AttnMask saved_mask(const Node<T>& nd) {
 // The (b, h) blocks of Q, K, V, O and their gradients are read and written where the layout puts
 // them (HeadLayout), so the merged layout needs no copies to split or merge the heads; P is always
 // [B, H, T, S].
-// P is kept for backward only when the caller asks for it (P_out) or an `allowed` mask is given
-// (which may itself be as large as P); otherwise the backward recomputes each (b, h) block of P,
-// with the forward's own code on the same Q, K and mask, into a scratch block: the same bits, one
-// more T×S×d product per block, and no [B, H, T, S] tensor held from forward to backward. The mask
+// P is kept for backward when the caller asks for it (P_out), when an `allowed` mask is given
+// (which may itself be as large as P), or when P is no larger than O (S ≤ dv: few keys, as in
+// short sequences, where holding P costs no more memory than the output already held, and
+// recomputing it would cost a T×S×d product and a softmax per block). Otherwise the backward
+// recomputes each (b, h) block of P, with the forward's own code on the same Q, K and mask, into a
+// scratch block: the same bits, and no [B, H, T, S] tensor held from forward to backward. The mask
 // is kept for that: causal in args[3], the key padding as a 0/1 tensor in saved[1].
 // args: [0] 1/√d, [1] heads, [2] 1 when the heads are merged, [3] 1 when causal.
 template <typename T>
@@ -257,7 +259,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
   Shape os = Q.shape();
   os[-1] = L.merged ? n.H * n.dv : n.dv;
   Tensor<T> O = Tensor<T>::empty(os);
-  const bool keep_P = P_out || !mask.allowed.empty();  // else one (b, h) block at a time
+  const bool keep_P = P_out || !mask.allowed.empty() || n.S <= n.dv;  // else block by block
   Tensor<T> P = keep_P ? Tensor<T>::empty({n.B, n.H, n.T, n.S}) : Tensor<T>();
   const T *q = Q.value().data(), *k = K.value().data(), *v = V.value().data();
   T *p = P.data(), *o = O.data();
@@ -333,7 +335,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
   if (records(out)) {
     Node<T>& nd = *out.node();
     nd.saved[0] = P;
-    if (!mask.key_padding.empty()) nd.saved[1] = as_values<T>(mask.key_padding);
+    if (!keep_P && !mask.key_padding.empty()) nd.saved[1] = as_values<T>(mask.key_padding);
     nd.args[0] = scale;
     nd.args[1] = static_cast<double>(L.H);
     nd.args[2] = L.merged ? 1 : 0;

@@ -594,7 +594,7 @@ TEST(Attention, Float32ForwardAndBackwardAgreeWithFloat64) {
 }
 
 TEST(Attention, Float32BackwardFromRecomputedPEqualsBackwardFromKeptP) {
-  const Problem p = make_merged_problem(2, 2, 16, 16, 16, 16, 66);
+  const Problem p = make_merged_problem(2, 2, 16, 16, 16, 8, 66);  // S > dv: P recomputed
   AttnMask mask = key_padding({2, 16}, std::vector<uint8_t>(32, 1));
   mask.key_padding[5] = mask.key_padding[20] = 0;
   mask.causal = true;
@@ -611,8 +611,8 @@ TEST(Attention, Float32BackwardFromRecomputedPEqualsBackwardFromKeptP) {
   EXPECT_EQ(run(false), run(true));
 }
 
-TEST(Attention, KeepsNoPUnlessAskedFor) {
-  const Problem p = make_merged_problem(2, 2, 4, 4, 3, 3, 49);
+TEST(Attention, KeepsPOnlyWhenAskedForOrNoLargerThanO) {
+  const Problem p = make_merged_problem(2, 2, 4, 4, 3, 3, 49);  // S = 4 keys > dv = 3
   auto kept = [](const Var<double>& O) {
     int64_t n = 0;
     for (const Tensor<double>& s : O.node()->saved) n += s.defined() ? s.numel() : 0;
@@ -624,6 +624,13 @@ TEST(Attention, KeepsNoPUnlessAskedFor) {
       2 * 4);  // the key padding, to recompute P with
   Tensor<double> P;
   EXPECT_EQ(kept(multi_head_attention(p.Q, p.K, p.V, 2, causal(), &P)), 2 * 2 * 4 * 4);
+  // S = 4 ≤ dv = 5: P [2, 2, 4, 4] is no larger than O [2, 4, 2·5], so it is kept unasked, and
+  // the key padding is not (nothing is recomputed).
+  const Problem wide = make_merged_problem(2, 2, 4, 4, 3, 5, 50);
+  EXPECT_EQ(kept(multi_head_attention(wide.Q, wide.K, wide.V, 2, causal())), 2 * 2 * 4 * 4);
+  EXPECT_EQ(kept(multi_head_attention(wide.Q, wide.K, wide.V, 2,
+                                      key_padding({2, 4}, {1, 1, 1, 0, 1, 1, 0, 0}))),
+            2 * 2 * 4 * 4);
 }
 
 TEST(Attention, MultiHeadShapeErrorsNameTheOp) {
