@@ -132,6 +132,30 @@ TEST(Mul, SameVarOnBothSidesAccumulates) {
   for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(x.grad()[i], 2 * x.value()[i], 1e-12);
 }
 
+TEST(Add, AGradientWrittenFreshHasTheBitsOfTheSum) {
+  // The first term to reach a gradient of the output's shape is written (0 + g), not added to a
+  // zero-filled buffer; later terms add. Same node on both sides, and a node another op reached.
+  Rng rng(7);
+  auto x = randn({3, 4}, rng), w = randn({3, 4}, rng);
+  EXPECT_GRADCHECK(gradcheck([&] { return add(x, x); }, {x}));
+  EXPECT_GRADCHECK(gradcheck([&] { return sub(x, x) + mul(x, w); }, {x, w}));
+  EXPECT_GRADCHECK(gradcheck([&] { return mul(add(x, w), x) - w; }, {x, w}));
+  Var<double> twice = add(x, x);
+  twice.backward(Tensor<double>::full({3, 4}, 1.5));
+  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_EQ(x.grad()[i], 3.0);
+  // g = −0 gives +0, as 0 + (−0) does; −g for sub's second input likewise.
+  auto a = randn({2}, rng), b = randn({2}, rng);
+  Tensor<double> g = Tensor<double>::empty({2});
+  g[0] = -0.0;
+  g[1] = 0.0;
+  Var<double> d = sub(a, b);
+  d.backward(g);
+  EXPECT_FALSE(std::signbit(a.grad()[0]));
+  EXPECT_FALSE(std::signbit(b.grad()[1]));
+  EXPECT_EQ(a.grad()[1], 0.0);
+  EXPECT_EQ(b.grad()[0], 0.0);
+}
+
 TEST(Add, OnlyOneInputRequiresGrad) {
   Rng rng(6);
   auto a = randn({2, 3}, rng);
