@@ -83,6 +83,7 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
     rstd_r[r] = lane_sum<T>(C, [x_r, mu](int64_t j) { return (x_r[j] - mu) * (x_r[j] - mu); }) / n;
   }
   const T e = static_cast<T>(eps);
+  // A vector loop (vsqrtps, vdivps) thanks to -fno-math-errno (CMakeLists.txt).
   for (int64_t r = 0; r < R; ++r) rstd_r[r] = T(1) / std::sqrt(rstd_r[r] + e);
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t r = 0; r < R; ++r) {
