@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/index_tensor.h"
 #include "core/tensor.h"
@@ -29,6 +30,18 @@ void for_chunks(int64_t n, F&& f) {
     const int64_t b = c * kElementChunk;
     f(b, std::min(kElementChunk, n - b));
   }
+}
+
+/// A gradient term e into dst, an Eigen array: dst = 0 + e when `fresh` (a gradient no op has
+/// written yet, from Node::input_grad_to_write: the bits of adding e to zeros, −0 included, without
+/// the zero-fill), else dst += e.
+template <typename Dst, typename Expr>
+void put_grad(Dst&& dst, const Expr& e, bool fresh) {
+  using T = typename std::decay_t<Dst>::Scalar;
+  if (fresh)
+    dst = T(0) + e;
+  else
+    dst += e;
 }
 
 /// y[r, :] = softmax(x[r, :]) for `rows` rows of n; an all −inf row gives zeros. x may equal y.

@@ -226,23 +226,26 @@ Var<T> relu(const Var<T>& a) {
 // gelu, tanh form (PyTorch approximate='tanh'): y = ½x(1 + tanh u),  u = k(x + c·x³),
 //   k = √(2/π), c = 0.044715;   du/dx = k(1 + 3c·x²)
 //   dy/dx = ½(1 + tanh u) + ½x·(1 − tanh²u)·k(1 + 3c·x²)
-// Backward recomputes Φ (or tanh u) from x rather than keeping it: one buffer less per layer.
+// Backward recomputes Φ (or tanh u) from x rather than keeping it: one buffer less per layer. It
+// writes dx outright when no other op has reached x (fc1's output, whose only reader is gelu).
 template <typename T>
 Var<T> gelu(const Var<T>& a, GeluForm form) {
   if (form == GeluForm::kErf) {
     Tensor<T> y = unary_value(
         a, [](const auto& X) { return T(0.5) * X * (T(1) + (X * kInvSqrt2<T>).erf()); });
     return make_result<T>(std::move(y), {&a}, "gelu", [](Node<T>& o) {
-      Tensor<T>* dx = o.input_grad(0);
+      bool fresh = false;
+      Tensor<T>* dx = o.input_grad_to_write(0, &fresh);
       if (!dx) return;
       const T* px = o.input_value(0).data();
       const T* pg = o.grad.data();
       T* pd = dx->data();
       for_chunks(dx->numel(), [&](int64_t i, int64_t n) {
         const ConstArrMap<T> x(px + i, n);
-        ArrMap<T>(pd + i, n) +=
-            ConstArrMap<T>(pg + i, n) * (T(0.5) * (T(1) + (x * kInvSqrt2<T>).erf()) +
-                                         x * kInvSqrt2Pi<T> * (T(-0.5) * x.square()).exp());
+        put_grad(ArrMap<T>(pd + i, n),
+                 ConstArrMap<T>(pg + i, n) * (T(0.5) * (T(1) + (x * kInvSqrt2<T>).erf()) +
+                                              x * kInvSqrt2Pi<T> * (T(-0.5) * x.square()).exp()),
+                 fresh);
       });
     });
   }
@@ -250,7 +253,8 @@ Var<T> gelu(const Var<T>& a, GeluForm form) {
     return T(0.5) * X * (T(1) + (kK<T> * (X + kC<T> * X.cube())).tanh());
   });
   return make_result<T>(std::move(y), {&a}, "gelu_tanh", [](Node<T>& o) {
-    Tensor<T>* dx = o.input_grad(0);
+    bool fresh = false;
+    Tensor<T>* dx = o.input_grad_to_write(0, &fresh);
     if (!dx) return;
     const T* px = o.input_value(0).data();
     const T* pg = o.grad.data();
@@ -262,9 +266,11 @@ Var<T> gelu(const Var<T>& a, GeluForm form) {
         const ConstArrMap<T> x(px + i, n);
         const Eigen::Array<T, Eigen::Dynamic, 1, 0, kBlock, 1> t =
             (kK<T> * (x + kC<T> * x.cube())).tanh();
-        ArrMap<T>(pd + i, n) += ConstArrMap<T>(pg + i, n) *
-                                (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t.square()) * kK<T> *
-                                                           (T(1) + T(3) * kC<T> * x.square()));
+        put_grad(ArrMap<T>(pd + i, n),
+                 ConstArrMap<T>(pg + i, n) *
+                     (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t.square()) * kK<T> *
+                                                (T(1) + T(3) * kC<T> * x.square())),
+                 fresh);
       }
     });
   });

@@ -64,7 +64,8 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& targets) {
   const T loss = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
   const T inv_n = count > 0 ? T(1) / static_cast<T>(count) : T(0);
   Var<T> out = make_result<T>(Tensor<T>::scalar(loss), {&logits}, "cross_entropy", [](Node<T>& o) {
-    Tensor<T>* dx = o.input_grad(0);
+    bool fresh = false;  // the logits' gradient written outright when the loss is their only reader
+    Tensor<T>* dx = o.input_grad_to_write(0, &fresh);
     if (!dx) return;
     const Tensor<T>& x = o.input_value(0);
     const int64_t N = x.size(0), V = x.size(1);
@@ -75,12 +76,15 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& targets) {
 #pragma omp parallel for schedule(static) if (N * V >= kParallelElements)
     for (int64_t r = 0; r < N; ++r) {
       const auto t = static_cast<int64_t>(S(r, 2));
-      if (t == -1) continue;  // an ignored row: D_r = 0
+      if (t == -1) {  // an ignored row: D_r = 0
+        if (fresh) dX.row(r).setZero();
+        continue;
+      }
       const T m = S(r, 0), z = S(r, 1);
       RowsMap<T> Dr(scratch<T>(V), 1, V);
       Dr = ((X.row(r).array() - m).exp() * (inv_n / z)).matrix();  // p / n
       Dr(0, t) -= inv_n;                                           // − onehot / n
-      dX.row(r).noalias() += g * Dr;
+      put_grad(dX.row(r).array(), g * Dr.array(), fresh);
     }
   });
   if (records(out)) {

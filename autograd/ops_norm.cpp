@@ -102,7 +102,8 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
     const T* rstd = o.saved[1].data();
     const Tensor<T> wt = has_w ? o.input_value(1) : Tensor<T>::full({C}, T(1));
     const T* w = wt.data();
-    Tensor<T>* dx = o.input_grad(0);
+    bool fresh = false;  // dx written outright when no other op has reached x (asked first)
+    Tensor<T>* dx = o.input_grad_to_write(0, &fresh);
     Tensor<T>* dw = has_w ? o.input_grad(1) : nullptr;
     Tensor<T>* db = has_b ? o.input_grad(has_w ? 2 : 1) : nullptr;
     const int64_t nblk = row_blocks(R, C);
@@ -130,8 +131,12 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
             lane_sum<T>(C, [g, w, x_r, mu](int64_t j) { return g[j] * w[j] * (x_r[j] - mu); }) / n *
             rs;  // mean(dx̂ ⊙ x̂)
         T* dx_r = dx->data() + r * C;
-        for (int64_t j = 0; j < C; ++j)
-          dx_r[j] += rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
+        if (fresh)
+          for (int64_t j = 0; j < C; ++j)
+            dx_r[j] = T(0) + rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
+        else
+          for (int64_t j = 0; j < C; ++j)
+            dx_r[j] += rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
       }
     }
     for (int64_t blk = 0; blk < nblk && partial.defined(); ++blk) {

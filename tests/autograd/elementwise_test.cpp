@@ -156,6 +156,26 @@ TEST(Add, AGradientWrittenFreshHasTheBitsOfTheSum) {
   EXPECT_EQ(b.grad()[0], 0.0);
 }
 
+TEST(Gelu, AddsToAGradientAnotherOpWroteFirst) {
+  // dx is written outright when gelu is x's only reader, and added to otherwise.
+  Rng rng(8);
+  auto x = randn({3, 5}, rng);
+  for (GeluForm form : {GeluForm::kErf, GeluForm::kTanh}) {
+    EXPECT_GRADCHECK(gradcheck(
+        [&] {
+          const Var<double> h = x * 1.5;
+          return gelu(h, form) + h * h;
+        },
+        {x}));
+    EXPECT_GRADCHECK(gradcheck(
+        [&] {
+          const Var<double> h = x * 1.5;
+          return h * h + gelu(h, form);
+        },
+        {x}));
+  }
+}
+
 TEST(Add, OnlyOneInputRequiresGrad) {
   Rng rng(6);
   auto a = randn({2, 3}, rng);

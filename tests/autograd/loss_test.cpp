@@ -16,6 +16,26 @@ TEST(CrossEntropy, GradcheckWithIgnoredTargets) {
   EXPECT_GRADCHECK(gradcheck([&] { return cross_entropy(x, t); }, {x}));
 }
 
+TEST(CrossEntropy, AddsToAGradientAnotherOpWroteFirst) {
+  // The logits' gradient is written outright (ignored rows set to 0) when the loss is their only
+  // reader, and added to otherwise, in either order of the two terms.
+  Rng rng(2);
+  auto x = randn({5, 4}, rng);
+  IndexTensor t({5}, {1, -1, 3, 0, -1});
+  EXPECT_GRADCHECK(gradcheck(
+      [&] {
+        const Var<double> h = x * 1.5;
+        return cross_entropy(h, t) + sum(h * h);
+      },
+      {x}));
+  EXPECT_GRADCHECK(gradcheck(
+      [&] {
+        const Var<double> h = x * 1.5;
+        return sum(h * h) + cross_entropy(h, t);
+      },
+      {x}));
+}
+
 TEST(CrossEntropy, GradcheckWithExtremeLogits) {
   Rng rng(2);
   auto x = randn({4, 3}, rng);

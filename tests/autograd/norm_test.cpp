@@ -18,6 +18,25 @@ TEST(LayerNorm, GradcheckInputWeightBias) {
   EXPECT_GRADCHECK(gradcheck([&] { return layer_norm(x, w, b); }, {x, w, b}));
 }
 
+TEST(LayerNorm, AddsToAGradientAnotherOpWroteFirst) {
+  // dx is written outright when layer_norm is x's only reader, and added to otherwise: x here is
+  // an intermediate that a product reads too, in either order of the two terms.
+  Rng rng(2);
+  auto x = randn({3, 5}, rng), w = randn({5}, rng), b = randn({5}, rng);
+  EXPECT_GRADCHECK(gradcheck(
+      [&] {
+        const Var<double> h = x * 1.5;
+        return layer_norm(h, w, b) + h * h;
+      },
+      {x, w, b}));
+  EXPECT_GRADCHECK(gradcheck(
+      [&] {
+        const Var<double> h = x * 1.5;
+        return h * h + layer_norm(h, w, b);
+      },
+      {x, w, b}));
+}
+
 TEST(LayerNorm, Gradcheck2DLargeEps) {
   Rng rng(2);
   auto x = randn({4, 6}, rng), w = randn({6}, rng), b = randn({6}, rng);
