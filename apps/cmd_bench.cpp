@@ -76,8 +76,15 @@ std::string percent(double gflops, double peak) {
 /// thread count's figures for --json.
 struct QkvRound {
   BenchResult best;
-  nlohmann::json tried = nlohmann::json::object(), by_threads = nlohmann::json::object();
+  nlohmann::json by_threads = nlohmann::json::object();
 };
+
+/// {"1": ms, "2": ms}: each thread count's ms/step, from by_threads.
+nlohmann::json ms_by_threads(const nlohmann::json& by_threads) {
+  nlohmann::json ms = nlohmann::json::object();
+  for (const auto& [t, b] : by_threads.items()) ms[t] = b.at("ms_per_step");
+  return ms;
+}
 
 void run(const BenchArgs& a) {
   const std::vector<int> threads = thread_choices(a.threads);
@@ -149,7 +156,6 @@ void run(const BenchArgs& a) {
       for (int t : threads) {
         const BenchResult r =
             run_bench_in_child(*c, t, steps, a.warmup, static_cast<uint64_t>(a.seed));
-        q.tried[std::to_string(t)] = r.ms_per_step;
         q.by_threads[std::to_string(t)] = {
             {"ms_per_step", r.ms_per_step}, {"gflops", r.gflops},
             {"peak_gflops", peak[t]},       {"peak_measured_gflops", measured[t]},
@@ -174,7 +180,6 @@ void run(const BenchArgs& a) {
     for (const QkvRound& q : qkv_rounds) qkv_ms.push_back(q.best.ms_per_step);
     const QkvRound& mid = qkv_rounds[median_index(qkv_ms)];
     const BenchResult& best = mid.best;
-    const nlohmann::json& tried = mid.tried;
     const nlohmann::json& by_threads = mid.by_threads;
     nlohmann::json torch;
     if (!torch_rounds.empty()) {
@@ -210,7 +215,7 @@ void run(const BenchArgs& a) {
                           {"isa", fma_isa()},
                           {"gemm", gemm_backend()},
                           {"cpu", cpu},
-                          {"ms_per_step_by_threads", tried},
+                          {"ms_per_step_by_threads", ms_by_threads(by_threads)},
                           {"by_threads", by_threads},
                           {"rounds", qkv_ms.size()},
                           {"ms_per_step_by_round", qkv_ms}};

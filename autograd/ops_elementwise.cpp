@@ -59,11 +59,10 @@ void send_sum_grad(Node<T>& o, size_t i, T scale) {
   bool fresh = false;
   Tensor<T>* d = o.input_grad_to_write(i, &fresh);
   if (!d) return;
-  if (!fresh) return bcast::reduce_add(*d, o.grad, scale);
   const T* pg = o.grad.data();
   T* pd = d->data();
   for_chunks(d->numel(), [&](int64_t j, int64_t n) {
-    ArrMap<T>(pd + j, n) = T(0) + scale * ConstArrMap<T>(pg + j, n);
+    put_grad(ArrMap<T>(pd + j, n), scale * ConstArrMap<T>(pg + j, n), fresh);
   });
 }
 

@@ -131,12 +131,8 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
             lane_sum<T>(C, [g, w, x_r, mu](int64_t j) { return g[j] * w[j] * (x_r[j] - mu); }) / n *
             rs;  // mean(dx̂ ⊙ x̂)
         T* dx_r = dx->data() + r * C;
-        if (fresh)
-          for (int64_t j = 0; j < C; ++j)
-            dx_r[j] = T(0) + rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
-        else
-          for (int64_t j = 0; j < C; ++j)
-            dx_r[j] += rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
+        for (int64_t j = 0; j < C; ++j)  // 0 + term when fresh: the bits of adding to zeros
+          dx_r[j] = (fresh ? T(0) : dx_r[j]) + rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
       }
     }
     for (int64_t blk = 0; blk < nblk && partial.defined(); ++blk) {
