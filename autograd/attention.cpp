@@ -266,8 +266,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
   const T c = static_cast<T>(scale);
   const bool parallel = n.B * n.H * n.T * n.S * (n.d + n.dv) >= kParallelWork;
   const bool small = small_heads<T>(n);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t bh = 0; bh < n.B * n.H; ++bh) {
+  parallel_for(n.B * n.H, parallel, [&](int64_t bh) {
     T* work = scratch<T>(line_up<T>(n.T * n.S) + n.d * n.S);  // [P block if not kept | c·Kᵀ]
     const ConstHeadMap<T> Qi = head(q, L, bh, n.T, n.d), Ki = head(k, L, bh, n.S, n.d);
     const ConstHeadMap<T> Vi = head(v, L, bh, n.S, n.dv);
@@ -276,7 +275,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
     probabilities(small, Qi, Ki, c, m, bh, n.H, Pi, work + line_up<T>(n.T * n.S));
     head_gemm(small, n.T, n.dv, n.S, Pi.data(), n.S, int64_t{1}, Vi.data(), Vi.outerStride(),
               Oi.data(), Oi.outerStride(), false);
-  }
+  });
   Var<T> out = make_result<T>(std::move(O), {&Q, &K, &V}, op, [](Node<T>& nd) {
     // Each (b, h) block of dQ, dK, dV is written by one iteration below, so a gradient no other
     // op has reached yet is assigned, not zero-filled and accumulated; not when two of Q, K, V
@@ -304,8 +303,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
     const bool parallel = BH * T_ * S * (d + dv) >= kParallelWork;
     const bool small = small_heads<T>(n);
     const int64_t ld_o = L.stride(dv), ld_k = L.stride(d);  // row strides of head blocks
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t bh = 0; bh < BH; ++bh) {
+    parallel_for(BH, parallel, [&](int64_t bh) {
       // [P block if recomputed | dS | c·Kᵀ, then Vᵀ]
       const int64_t at_dS = line_up<T>(T_ * S), at_t = at_dS + line_up<T>(T_ * S);
       T* work = scratch<T>(at_t + std::max(d, dv) * S);
@@ -316,7 +314,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
       if (gv)  // dV += Pᵀ dO: A(s, t) = P[t, s]
         head_gemm(small, S, dv, T_, Pi.data(), int64_t{1}, S, dOi.data(), ld_o,
                   gv + L.offset(bh, S, dv), ld_o, !fv);
-      if (!gq && !gk) continue;
+      if (!gq && !gk) return;
       const ConstHeadMap<T> Vi = head(v, L, bh, S, dv);
       RowsMap<T> dS(work + at_dS, T_, S);
       times_transposed(small, dOi, Vi, T(1), dS, work + at_t);  // dP = dO Vᵀ
@@ -330,7 +328,7 @@ Var<T> attention_impl(const char* op, const HeadLayout& L, const Var<T>& Q, cons
       if (gk)  // dK += (c·dS)ᵀ Q: A(s, t) = dS[t, s]
         head_gemm(small, S, d, T_, dS.data(), int64_t{1}, S, Qi.data(), ld_k,
                   gk + L.offset(bh, S, d), ld_k, !fk);
-    }
+    });
   });
   if (records(out)) {
     Node<T>& nd = *out.node();

@@ -45,20 +45,19 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& targets) {
             "cross_entropy: {} classes is more than the 2^24 the backward can index", V);
   Tensor<double> row_loss = Tensor<double>::empty({N});
   auto X = logits.value().mat(N, V);
-#pragma omp parallel for schedule(static) if (N * V >= kParallelElements)
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(N, N * V >= kParallelElements, [&](int64_t r) {
     const int32_t t = targets[r];
     if (t == -1) {
       row_loss[r] = 0;
       if (want_grad) stats.mat(N, 3).row(r) << T(0), T(1), T(-1);
-      continue;
+      return;
     }
     const T m = X.row(r).maxCoeff();
     const T z = (X.row(r).array() - m).exp().sum();
     const T lse = m + std::log(z);
     row_loss[r] = static_cast<double>(lse - X(r, t));
     if (want_grad) stats.mat(N, 3).row(r) << m, z, static_cast<T>(t);
-  }
+  });
   double total = 0;
   for (int64_t r = 0; r < N; ++r) total += row_loss[r];
   const T loss = count > 0 ? static_cast<T>(total / static_cast<double>(count)) : T(0);
@@ -73,19 +72,18 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& targets) {
     auto S = o.saved[0].mat(N, 3);  // m, z, t per row
     auto dX = dx->mat(N, V);
     const T inv_n = static_cast<T>(o.args[0]), g = o.grad[0];
-#pragma omp parallel for schedule(static) if (N * V >= kParallelElements)
-    for (int64_t r = 0; r < N; ++r) {
+    parallel_for(N, N * V >= kParallelElements, [&](int64_t r) {
       const auto t = static_cast<int64_t>(S(r, 2));
       if (t == -1) {  // an ignored row: D_r = 0
         if (fresh) dX.row(r).setZero();
-        continue;
+        return;
       }
       const T m = S(r, 0), z = S(r, 1);
       RowsMap<T> Dr(scratch<T>(V), 1, V);
       Dr = ((X.row(r).array() - m).exp() * (inv_n / z)).matrix();  // p / n
       Dr(0, t) -= inv_n;                                           // − onehot / n
       put_grad(dX.row(r).array(), g * Dr.array(), fresh);
-    }
+    });
   });
   if (records(out)) {
     out.node()->saved[0] = std::move(stats);

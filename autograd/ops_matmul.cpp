@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "autograd/gemm_kernel.h"
+#include "autograd/kernels.h"
 #include "autograd/ops.h"
 
 #ifdef QKV_OPENBLAS
@@ -67,9 +68,7 @@ Rows block(int64_t rows, int64_t nb, int64_t b) {
 /// Runs fn(task) for every task in [0, n), on all threads when the work is worth it.
 template <typename F>
 void run_tasks(int64_t n, double work, const F& fn) {
-  const bool parallel = n > 1 && work >= kParallelWork;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t t = 0; t < n; ++t) fn(t);
+  parallel_for(n, work >= kParallelWork, fn);
 }
 
 /// The batch layout of a · b: out[i] = a[ia(i)] · b[ib(i)] for the `no` output matrices, with

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/kernels.h"
 #include "autograd/ops.h"
 
 namespace qkv {
@@ -75,23 +76,21 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
   // √, 1/·) overlaps other rows' instead of stalling every row in turn: μ and σ² per row, then
   // r for all rows at once (a vector loop), then y.
   const bool par = R * C >= kParallelElements;
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t r = 0; r < R; ++r) {
+  parallel_for(R, par, [&](int64_t r) {
     const T* x_r = X + r * C;
     const T mu = lane_sum<T>(C, [x_r](int64_t j) { return x_r[j]; }) / n;
     mean_r[r] = mu;
     rstd_r[r] = lane_sum<T>(C, [x_r, mu](int64_t j) { return (x_r[j] - mu) * (x_r[j] - mu); }) / n;
-  }
+  });
   const T e = static_cast<T>(eps);
   // A vector loop (vsqrtps, vdivps) thanks to -fno-math-errno (CMakeLists.txt).
   for (int64_t r = 0; r < R; ++r) rstd_r[r] = T(1) / std::sqrt(rstd_r[r] + e);
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t r = 0; r < R; ++r) {
+  parallel_for(R, par, [&](int64_t r) {
     const T* x_r = X + r * C;
     T* y_r = Y + r * C;
     const T mu = mean_r[r], rs = rstd_r[r];
     for (int64_t j = 0; j < C; ++j) y_r[j] = (x_r[j] - mu) * rs * w[j] + b[j];
-  }
+  });
   auto backward = [](Node<T>& o) {
     const bool has_w = o.args[0] != 0, has_b = o.args[1] != 0;
     const Tensor<T>& xv = o.input_value(0);
@@ -110,8 +109,7 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
     Tensor<T> partial;  // per block: Σ g ⊙ x̂ (row 2·blk) and Σ g (row 2·blk + 1)
     if (dw || db) partial = Tensor<T>(Shape{2 * nblk, C});
     const T n = static_cast<T>(C);
-#pragma omp parallel for schedule(static) if (nblk > 1)
-    for (int64_t blk = 0; blk < nblk; ++blk) {
+    parallel_for(nblk, true, [&](int64_t blk) {
       for (int64_t r = R * blk / nblk; r < R * (blk + 1) / nblk; ++r) {
         const T mu = mean[r], rs = rstd[r];
         const T* x_r = X + r * C;
@@ -134,7 +132,7 @@ Var<T> layer_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
         for (int64_t j = 0; j < C; ++j)  // 0 + term when fresh: the bits of adding to zeros
           dx_r[j] = (fresh ? T(0) : dx_r[j]) + rs * (g[j] * w[j] - m1 - (x_r[j] - mu) * (rs * m2));
       }
-    }
+    });
     for (int64_t blk = 0; blk < nblk && partial.defined(); ++blk) {
       RowsMap<T> P(partial.data() + 2 * blk * C, 2, C);
       if (dw) dw->vec() += P.row(0).transpose();

@@ -72,8 +72,8 @@ void permute_walk(const Shape& in, const std::array<int, kMaxDims>& perm, Fn&& f
   };
   const int64_t per_block = std::max<int64_t>(1, kElementChunk / n);
   const int64_t blocks = (rows + per_block - 1) / per_block;
-#pragma omp parallel for schedule(static) if (blocks > 1)
-  for (int64_t b = 0; b < blocks; ++b) walk(b * per_block, std::min(rows, (b + 1) * per_block));
+  parallel_for(blocks, true,
+               [&](int64_t b) { walk(b * per_block, std::min(rows, (b + 1) * per_block)); });
 }
 
 template <typename T>

@@ -1,0 +1,74 @@
+// The element-wise ops of a small model's step, in float32 on one thread, at the shapes of one
+// batch shard of `qkv bench --config tiny` (512 rows of d_model 32, d_ff 64): layer norm, GELU
+// (both forms) and softmax, forward alone and forward + backward. items/s counts elements.
+#include <benchmark/benchmark.h>
+
+#include "autograd/ops.h"
+#include "core/rng.h"
+
+namespace qkv {
+namespace {
+
+Var<float> randn(const Shape& shape, Rng& rng) {
+  Tensor<float> t = Tensor<float>::empty(shape);
+  for (float& x : t) x = static_cast<float>(rng.normal());
+  return Var<float>(t, true);
+}
+
+/// op(x, w, b) on x [rows, C]; backward with a random upstream gradient when kBackward.
+template <bool kBackward, typename Op>
+void run(benchmark::State& state, Op op) {
+  const int64_t R = state.range(0), C = state.range(1);
+  Rng rng(1);
+  Var<float> x = randn({R, C}, rng), w = randn({C}, rng), b = randn({C}, rng);
+  const Tensor<float> g = randn({R, C}, rng).value();
+  for (auto _ : state) {
+    Var<float> y = op(x, w, b);
+    if constexpr (kBackward) {
+      x.zero_grad();
+      w.zero_grad();
+      b.zero_grad();
+      y.backward(g);
+      benchmark::DoNotOptimize(x.grad().data());
+    }
+    benchmark::DoNotOptimize(y.value().data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * R * C);
+}
+
+Var<float> layer_norm_op(const Var<float>& x, const Var<float>& w, const Var<float>& b) {
+  return layer_norm(x, w, b, 1e-5);
+}
+Var<float> gelu_erf_op(const Var<float>& x, const Var<float>&, const Var<float>&) {
+  return gelu(x, GeluForm::kErf);
+}
+Var<float> gelu_tanh_op(const Var<float>& x, const Var<float>&, const Var<float>&) {
+  return gelu(x, GeluForm::kTanh);
+}
+Var<float> softmax_op(const Var<float>& x, const Var<float>&, const Var<float>&) {
+  return softmax(x);
+}
+
+template <Var<float> (*Op)(const Var<float>&, const Var<float>&, const Var<float>&)>
+void forward(benchmark::State& state) {
+  run<false>(state, Op);
+}
+template <Var<float> (*Op)(const Var<float>&, const Var<float>&, const Var<float>&)>
+void forward_backward(benchmark::State& state) {
+  run<true>(state, Op);
+}
+
+#define QKV_OP_BENCH(op, rows, cols)                                                  \
+  BENCHMARK_TEMPLATE(forward, op)->Args({rows, cols})->Unit(benchmark::kMicrosecond); \
+  BENCHMARK_TEMPLATE(forward_backward, op)->Args({rows, cols})->Unit(benchmark::kMicrosecond)
+
+QKV_OP_BENCH(layer_norm_op, 512, 32);
+QKV_OP_BENCH(gelu_erf_op, 512, 64);
+QKV_OP_BENCH(gelu_tanh_op, 512, 64);
+QKV_OP_BENCH(softmax_op, 512, 16);
+
+}  // namespace
+}  // namespace qkv
+
+BENCHMARK_MAIN();
