@@ -102,11 +102,20 @@ inline void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t 
     const float* bk = b + k0 * ldb;
     const Init start = k0 == 0 ? init : Init::kAccumulate;
     const float* bias_k = start == Init::kBias ? bias : nullptr;  // read only if start is kBias
+    // Full bands, then the last M mod kRows rows. A remainder of 1 or 2 rows has too few
+    // accumulators to hide the FMA latency (2 · NP chains), so the last full band joins it and
+    // the 7 or 8 rows go as 4 + 3 or 4 + 4.
+    const int64_t rem = M % kRows,
+                  tail_rows = (rem == 1 || rem == 2) && M > kRows ? rem + kRows : rem;
     int64_t m = 0;
-    for (; m + kRows <= M; m += kRows)
+    for (; m + tail_rows < M; m += kRows)
       band<kRows>(N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
-    if (const int64_t rest = M - m; rest > 0)  // the last 1 to kRows − 1 rows
-      kRemainderBand[rest](N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
+    for (int64_t rest = M - m; rest > 0;) {
+      const int64_t r = rest > kRows ? 4 : rest;  // 7, 8 → 4 + (3, 4)
+      kRemainderBand[r](N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
+      m += r;
+      rest -= r;
+    }
     k0 += kc;
   } while (k0 < K);
 }

@@ -56,12 +56,17 @@ int64_t row_blocks(int64_t mats, int64_t rows, double work) {
   return std::max<int64_t>(1, std::min(want, rows / kMinBlockRows));
 }
 
-/// Rows [begin, begin + size) of block `b` of `nb` equal blocks of `rows`.
+/// Rows [begin, begin + size) of block `b` of `nb` equal blocks of `rows`, each starting at a
+/// multiple of `align`: the small kernel's row bands (gemm::kRows), so that only a matrix's last
+/// block ends in a narrower band, not every block (64-row blocks of 6-row bands left 4 rows of
+/// each to the slower 4-row tile). Blocks are at least kMinBlockRows ≥ align rows, so none is
+/// empty.
 struct Rows {
   int64_t begin, size;
 };
-Rows block(int64_t rows, int64_t nb, int64_t b) {
-  const int64_t r0 = rows * b / nb, r1 = rows * (b + 1) / nb;
+Rows block(int64_t rows, int64_t nb, int64_t b, int64_t align = 1) {
+  const int64_t r0 = rows * b / nb / align * align;
+  const int64_t r1 = b + 1 == nb ? rows : rows * (b + 1) / nb / align * align;
   return {r0, r1 - r0};
 }
 
@@ -218,7 +223,7 @@ void linear_backward(Node<T>& o) {
     auto Wm = wv.mat(out_f, in);
     const int64_t nblk = row_blocks(1, R, work);
     run_tasks(nblk, work, [&](int64_t t) {
-      const Rows r = block(R, nblk, t);
+      const Rows r = block(R, nblk, t, small ? gemm::kRows : 1);
       if (gemm::small_gemm_if(small, r.size, in, out_f, G.data() + r.begin * out_f, out_f, 1,
                               Wm.data(), in, dX.data() + r.begin * in, in, nullptr,
                               fresh ? gemm::Init::kZero : gemm::Init::kAccumulate))
@@ -234,7 +239,7 @@ void linear_backward(Node<T>& o) {
   if (!dw && !db) return;
   const int64_t nblk = row_blocks(1, out_f, work);
   run_tasks(nblk, work, [&](int64_t t) {
-    const Rows r = block(out_f, nblk, t);
+    const Rows r = block(out_f, nblk, t);  // not aligned: db's column sums depend on the cut
     // A(o, r) = G[r, o] for the kernel: a_m = 1, a_k = out
     if (dw &&
         !gemm::small_gemm_if(small, r.size, in, R, G.data() + r.begin, 1, out_f, X.data(), in,
@@ -274,7 +279,7 @@ Var<T> linear(const Var<T>& x, const Var<T>& W, const Var<T>& b) {
   if (small) Wt.mat(in, out_f) = Wm.transpose();
   const T* bias = has_bias ? b.value().data() : nullptr;
   run_tasks(nblk, work, [&](int64_t t) {
-    const Rows r = block(R, nblk, t);
+    const Rows r = block(R, nblk, t, small ? gemm::kRows : 1);
     if (gemm::small_gemm_if(small, r.size, out_f, in, X.data() + r.begin * in, in, 1, Wt.data(),
                             out_f, Y.data() + r.begin * out_f, out_f, bias,
                             bias ? gemm::Init::kBias : gemm::Init::kZero))

@@ -1,8 +1,10 @@
 // The packing-free float GEMM of autograd/gemm_kernel.h against a float64 triple loop, in the
 // three operand layouts linear() uses and with each initial value of C. Sizes are chosen so that
-// every path of the kernel runs: full 6-row bands and every remainder (M = 6·q + 1..5), panels of
-// two packets and of one, and a scalar column tail, for AVX2 (8 floats) and AVX-512 (16) alike.
+// every path of the kernel runs: full 6-row bands and every remainder (M = 6·q + 1..5, the last
+// 7 or 8 rows as 4 + 3 or 4 + 4), panels of two packets and of one, and a scalar column tail, for
+// AVX2 (8 floats) and AVX-512 (16) alike.
 #include <cmath>
+#include <cstring>
 
 #include "autograd/gemm_kernel.h"
 #include "test_util.h"
@@ -61,8 +63,17 @@ double check(const Case& c, bool a_transposed, Init init, uint64_t seed, int64_t
 }
 
 const Case kCases[] = {
-    {1, 1, 1},    {5, 7, 3},      {6, 16, 32},  {13, 37, 19},
-    {17, 64, 32}, {32, 32, 1024}, {11, 45, 64}, {6, 2 * gemm::kPacket + gemm::kPacket + 3, 5},
+    {1, 1, 1},
+    {5, 7, 3},
+    {6, 16, 32},
+    {13, 37, 19},
+    {17, 64, 32},
+    {32, 32, 1024},
+    {11, 45, 64},
+    {7, 16, 8},
+    {8, 24, 9},
+    {20, 33, 70},
+    {6, 2 * gemm::kPacket + gemm::kPacket + 3, 5},
 };
 
 TEST(GemmKernel, RowMajorAMatchesFloat64ForEveryInitialValue) {
@@ -83,6 +94,25 @@ TEST(GemmKernel, TransposedAMatchesFloat64ForEveryInitialValue) {
 TEST(GemmKernel, TheBoundCatchesASumMissingOneTerm) {
   EXPECT_GT(check({13, 37, 19}, false, Init::kZero, 7, /*drop_k=*/18), 100.0);
   EXPECT_GT(check({13, 37, 19}, true, Init::kAccumulate, 8, /*drop_k=*/0), 100.0);
+}
+
+// linear() cuts its rows into blocks wherever it likes because a row's result cannot depend on
+// the band it falls in: every M from 1 to 20 in one call, bit for bit the same as row by row.
+TEST(GemmKernel, ARowHasTheSameBitsInAnyBand) {
+  for (int64_t M = 1; M <= 20; ++M) {
+    Rng rng(static_cast<uint64_t>(M));
+    const int64_t N = 2 * gemm::kPacket + 3, K = 37;
+    Tensor<float> a = testing::randn_tensor<float>({M * K}, rng);
+    Tensor<float> b = testing::randn_tensor<float>({K * N}, rng);
+    Tensor<float> bias = testing::randn_tensor<float>({N}, rng);
+    Tensor<float> whole = Tensor<float>::empty({M * N}), rows = Tensor<float>::empty({M * N});
+    gemm::small_gemm(M, N, K, a.data(), K, 1, b.data(), N, whole.data(), N, bias.data(),
+                     Init::kBias);
+    for (int64_t m = 0; m < M; ++m)
+      gemm::small_gemm(1, N, K, a.data() + m * K, K, 1, b.data(), N, rows.data() + m * N, N,
+                       bias.data(), Init::kBias);
+    EXPECT_EQ(std::memcmp(whole.data(), rows.data(), sizeof(float) * M * N), 0) << "M = " << M;
+  }
 }
 
 TEST(GemmKernel, ZeroRowsOrColumnsWriteNothing) {
