@@ -5,16 +5,11 @@
 #include <benchmark/benchmark.h>
 
 #include "autograd/ops.h"
+#include "bench/bench_util.h"
 #include "core/rng.h"
 
 namespace qkv {
 namespace {
-
-Var<float> randn(const Shape& shape, Rng& rng) {
-  Tensor<float> t = Tensor<float>::empty(shape);
-  for (float& x : t) x = static_cast<float>(rng.normal());
-  return Var<float>(t, true);
-}
 
 /// Args: B, H, T (= S), d (= dv), causal (0 or 1).
 template <bool kFused>
@@ -23,9 +18,9 @@ void attention_forward_backward(benchmark::State& state) {
   AttnMask mask;
   mask.causal = state.range(4) != 0;
   Rng rng(1);
-  Var<float> Q = randn({B, H, T, d}, rng), K = randn({B, H, T, d}, rng),
-             V = randn({B, H, T, d}, rng);
-  const Tensor<float> dO = randn({B, H, T, d}, rng).value();
+  Var<float> Q = bench::randn_var({B, H, T, d}, rng), K = bench::randn_var({B, H, T, d}, rng),
+             V = bench::randn_var({B, H, T, d}, rng);
+  const Tensor<float> dO = bench::randn({B, H, T, d}, rng);
   for (auto _ : state) {
     Q.zero_grad();
     K.zero_grad();

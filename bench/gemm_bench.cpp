@@ -7,17 +7,12 @@
 #include <benchmark/benchmark.h>
 
 #include "autograd/gemm_kernel.h"
+#include "bench/bench_util.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
 namespace qkv {
 namespace {
-
-Tensor<float> randn(const Shape& shape, Rng& rng) {
-  Tensor<float> t = Tensor<float>::empty(shape);
-  for (float& x : t) x = static_cast<float>(rng.normal());
-  return t;
-}
 
 enum Product { kForward, kGradInput, kGradWeight };
 
@@ -27,9 +22,10 @@ void linear_product(benchmark::State& state) {
   const int64_t R = state.range(0), in = state.range(1), out = state.range(2);
   const auto product = static_cast<Product>(state.range(3));
   Rng rng(1);
-  Tensor<float> X = randn({R, in}, rng), W = randn({out, in}, rng), b = randn({out}, rng),
-                G = randn({R, out}, rng), Y = randn({R, out}, rng), dX = randn({R, in}, rng),
-                dW = randn({out, in}, rng), Wt = randn({in, out}, rng);
+  Tensor<float> X = bench::randn({R, in}, rng), W = bench::randn({out, in}, rng),
+                b = bench::randn({out}, rng), G = bench::randn({R, out}, rng),
+                Y = bench::randn({R, out}, rng), dX = bench::randn({R, in}, rng),
+                dW = bench::randn({out, in}, rng), Wt = bench::randn({in, out}, rng);
   for (auto _ : state) {
     if (product == kForward) {
       if (kKernel) {

@@ -4,24 +4,20 @@
 #include <benchmark/benchmark.h>
 
 #include "autograd/ops.h"
+#include "bench/bench_util.h"
 #include "core/rng.h"
 
 namespace qkv {
 namespace {
-
-Var<float> randn(const Shape& shape, Rng& rng) {
-  Tensor<float> t = Tensor<float>::empty(shape);
-  for (float& x : t) x = static_cast<float>(rng.normal());
-  return Var<float>(t, true);
-}
 
 /// op(x, w, b) on x [rows, C]; backward with a random upstream gradient when kBackward.
 template <bool kBackward, typename Op>
 void run(benchmark::State& state, Op op) {
   const int64_t R = state.range(0), C = state.range(1);
   Rng rng(1);
-  Var<float> x = randn({R, C}, rng), w = randn({C}, rng), b = randn({C}, rng);
-  const Tensor<float> g = randn({R, C}, rng).value();
+  Var<float> x = bench::randn_var({R, C}, rng), w = bench::randn_var({C}, rng),
+             b = bench::randn_var({C}, rng);
+  const Tensor<float> g = bench::randn({R, C}, rng);
   for (auto _ : state) {
     Var<float> y = op(x, w, b);
     if constexpr (kBackward) {
