@@ -1,6 +1,7 @@
 // layer_norm over the last axis, with a fused backward.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
@@ -31,6 +32,13 @@ T lane_sum(int64_t n, F f) {
     for (int l = 0; l < kLanes; ++l) acc[l] += f(j + l);
   T tail = 0;  // the last n mod kLanes entries, apart: acc stays in a register
   for (; j < n; ++j) tail += f(j);
+#ifdef EIGEN_VECTORIZE_AVX
+  // Eigen's predux of 8 floats adds lanes l and l + 4, then l and l + 2, then 0 and 1: the
+  // pairwise order below, kept in registers (GCC sent the loop below through the stack, and a
+  // float reloaded from a wider store stalls; layer norm's rows of 32 are one such sum each).
+  if constexpr (std::is_same_v<T, float> && kLanes == 8)
+    return Eigen::internal::predux(Eigen::internal::ploadu<Eigen::internal::Packet8f>(acc)) + tail;
+#endif
   for (int h = kLanes / 2; h > 0; h /= 2)
     for (int l = 0; l < h; ++l) acc[l] += acc[l + h];
   return acc[0] + tail;
