@@ -34,8 +34,9 @@ T lane_sum(int64_t n, F f) {
   for (; j < n; ++j) tail += f(j);
 #ifdef EIGEN_VECTORIZE_AVX
   // Eigen's predux of 8 floats adds lanes l and l + 4, then l and l + 2, then 0 and 1: the
-  // pairwise order below, kept in registers (GCC sent the loop below through the stack, and a
-  // float reloaded from a wider store stalls; layer norm's rows of 32 are one such sum each).
+  // pairwise order below, kept in registers (GCC sent the loop below through the stack: stores
+  // and scalar reloads on each row's chain of dependent steps; layer norm's rows of 32 are one
+  // such sum each).
   if constexpr (std::is_same_v<T, float> && kLanes == 8)
     return Eigen::internal::predux(Eigen::internal::ploadu<Eigen::internal::Packet8f>(acc)) + tail;
 #endif
