@@ -64,6 +64,7 @@ int64_t row_blocks(int64_t mats, int64_t rows, double work) {
 struct Rows {
   int64_t begin, size;
 };
+static_assert(kMinBlockRows >= gemm::kRows, "an aligned block must keep at least one row");
 Rows block(int64_t rows, int64_t nb, int64_t b, int64_t align = 1) {
   const int64_t r0 = rows * b / nb / align * align;
   const int64_t r1 = b + 1 == nb ? rows : rows * (b + 1) / nb / align * align;

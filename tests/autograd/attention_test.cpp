@@ -6,6 +6,7 @@
 #include <string>
 #include <tuple>
 
+#include "test_threads.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -360,10 +361,10 @@ TEST(Attention, DeterministicAcrossRunsAndThreadCounts) {
   const AttnMask mask{true, random_bool({32, 48}, 25), {}};
   const AttnRun a = run_float32(p, mask);
   const AttnRun b = run_float32(p, mask);
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  const AttnRun c = run_float32(p, mask);
-  omp_set_num_threads(threads);
+  const AttnRun c = [&] {
+    test::ScopedThreads one(1);
+    return run_float32(p, mask);
+  }();
   for (const AttnRun* r : {&b, &c}) {
     EXPECT_TRUE(bitwise_equal(a.O, r->O));
     EXPECT_TRUE(bitwise_equal(a.P, r->P));

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "autograd/kernels.h"
+#include "test_threads.h"
 #include "test_util.h"
 
 // Counts every global operator new, for the steady-state allocation test at the end.
@@ -421,17 +422,16 @@ TEST(Elementwise, ChunkedPathMatchesTheScalarFormulaAtAnyThreadCount) {
   struct Run {
     Tensor<double> ye, yt, s, dx, dw;
   };
-  auto run = [&](int threads) {
-    omp_set_num_threads(threads);
+  test::ScopedThreads threads(1);
+  auto run = [&](int n_threads) {
+    threads.set(n_threads);
     Var<double> x(xv.clone(), true), w(wv.clone(), true);
     Var<double> ye = gelu(x), yt = gelu(x, GeluForm::kTanh), s = add(x, w);
     Var<double> l = sum(mul(add(ye, yt), w));
     l.backward();
     return Run{ye.value(), yt.value(), s.value(), x.grad().clone(), w.grad().clone()};
   };
-  const int threads = omp_get_max_threads();
   const Run one = run(1), two = run(2);
-  omp_set_num_threads(threads);
   for (int64_t i = 0; i < n; ++i) {
     const double x = xv[i], w = wv[i];
     const double phi = 0.5 * (1 + std::erf(x / std::sqrt(2.0)));

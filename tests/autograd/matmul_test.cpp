@@ -3,6 +3,7 @@
 #include <array>
 #include <cstring>
 
+#include "test_threads.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -334,13 +335,12 @@ TEST(Linear, ForwardAndBackwardAreBitwiseDeterministic) {
 }
 
 TEST(Linear, ResultDoesNotDependOnTheThreadCount) {
-  const int threads = omp_get_max_threads();
+  test::ScopedThreads threads(1);
   for (const auto& [out, in] : {std::pair<int64_t, int64_t>{128, 96}, {32, 32}}) {
-    omp_set_num_threads(1);
+    threads.set(1);
     LinearRun one = run_linear_once(out, in);
-    omp_set_num_threads(std::max(2, threads));
+    threads.set(std::max(2, threads.before()));
     LinearRun many = run_linear_once(out, in);
-    omp_set_num_threads(threads);
     expect_bitwise_equal(one.y, many.y, "y");
     expect_bitwise_equal(one.dx, many.dx, "dX");
     expect_bitwise_equal(one.dw, many.dw, "dW");

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "test_threads.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -145,12 +146,10 @@ NormRun run_norm_once() {
 using testing::expect_bitwise_equal;
 
 TEST(LayerNorm, ResultDoesNotDependOnTheThreadCount) {
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
+  test::ScopedThreads threads(1);
   NormRun one = run_norm_once();
-  omp_set_num_threads(std::max(2, threads));
+  threads.set(std::max(2, threads.before()));
   NormRun many = run_norm_once(), again = run_norm_once();
-  omp_set_num_threads(threads);
   for (const NormRun* r : {&many, &again}) {
     expect_bitwise_equal(one.y, r->y, "y");
     expect_bitwise_equal(one.dx, r->dx, "dx");

@@ -9,26 +9,11 @@
 #include <vector>
 
 #include "autograd/kernels.h"
+#include "test_threads.h"
 #include "test_util.h"
 
 namespace qkv {
 namespace {
-
-/// Sets the threads OpenMP may use, and puts the old setting back at the end of a test.
-class Threads {
- public:
-  explicit Threads(int n) : old_(omp_get_max_threads()), dynamic_(omp_get_dynamic()) {
-    omp_set_dynamic(0);
-    omp_set_num_threads(n);
-  }
-  ~Threads() {
-    omp_set_num_threads(old_);
-    omp_set_dynamic(dynamic_);
-  }
-
- private:
-  int old_, dynamic_;
-};
 
 /// For each iteration: the region level it ran at and its thread.
 struct Seen {
@@ -50,21 +35,21 @@ Seen run(int64_t n, bool worth) {
 }
 
 TEST(ParallelFor, ALoopNotWorthItRunsInOrderOutsideAnyRegion) {
-  Threads two(2);
+  test::ScopedThreads two(2);
   const Seen s = run(7, false);
   EXPECT_EQ(s.order, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(s.level, std::vector<int>(7, 0));
 }
 
 TEST(ParallelFor, OneThreadAllowedMeansNoRegion) {
-  Threads one(1);
+  test::ScopedThreads one(1);
   const Seen s = run(7, true);
   EXPECT_EQ(s.order, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(s.level, std::vector<int>(7, 0));
 }
 
 TEST(ParallelFor, ALoopWorthItSharesTheIterationsBetweenTheThreads) {
-  Threads two(2);
+  test::ScopedThreads two(2);
   Seen s = run(100, true);
   std::sort(s.order.begin(), s.order.end());
   for (int64_t i = 0; i < 100; ++i) ASSERT_EQ(s.order[static_cast<size_t>(i)], i);  // each once
@@ -75,7 +60,7 @@ TEST(ParallelFor, ALoopWorthItSharesTheIterationsBetweenTheThreads) {
 }
 
 TEST(ParallelFor, InsideAnActiveRegionItRunsOnTheCallingThreadWithoutNesting) {
-  Threads two(2);
+  test::ScopedThreads two(2);
   std::vector<Seen> per_thread(2);
 #pragma omp parallel num_threads(2)
   per_thread[static_cast<size_t>(omp_get_thread_num())] = run(9, true);

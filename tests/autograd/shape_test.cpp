@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "test_threads.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -100,12 +101,12 @@ TEST(Permute, LargeTensorsOnAnyThreadCount) {
   const Shape s{6, 129, 8, 17};  // 105 264 elements, rows of 17 or 6
   Tensor<double> xv = randn(s, rng, false).value();
   Tensor<double> gv = randn({6, 8, 129, 17}, rng, false).value();
-  const int threads = omp_get_max_threads();
+  test::ScopedThreads threads(1);
   for (const std::vector<int>& perm : {std::vector<int>{0, 2, 1, 3}, {3, 1, 2, 0}}) {
     Shape so = s;
     for (int i = 0; i < 4; ++i) so[i] = s[perm[static_cast<size_t>(i)]];
     for (int t : {1, 2}) {
-      omp_set_num_threads(t);
+      threads.set(t);
       Var<double> x(xv.clone(), true);
       Var<double> y = permute(x, perm);
       ASSERT_EQ(y.shape(), so);
@@ -123,7 +124,6 @@ TEST(Permute, LargeTensorsOnAnyThreadCount) {
             }
     }
   }
-  omp_set_num_threads(threads);
 }
 
 TEST(Permute, Errors) {

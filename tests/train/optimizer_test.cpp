@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "test_files.h"
+#include "test_threads.h"
 
 namespace qkv {
 namespace {
@@ -186,15 +187,13 @@ TEST(AdamW, MatchesHandFormulaWithDecoupledDecay) {
 TEST(AdamW, LargeParameterInChunksMatchesHandFormulaAtAnyThreadCount) {
   const int64_t n = 3 * 65536 + 77;
   auto run = [&](int threads) {
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(threads);
+    test::ScopedThreads scoped(threads);
     OptimParams<float> ps{{"blocks.0.ff.fc1.weight", param({n})}};
     AdamW<float> opt(ps, {/*lr=*/0.02, 0.8, 0.99, 1e-6, /*weight_decay=*/0.5, {}});
     for (int t = 1; t <= 3; ++t) {
       set_grads(ps, t);
       opt.step();
     }
-    omp_set_num_threads(saved);
     return values(ps[0].second);
   };
   const std::vector<double> one = run(1), two = run(2);

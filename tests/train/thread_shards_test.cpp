@@ -13,6 +13,7 @@
 #include "nn/model.h"
 #include "nn/nn_test_util.h"
 #include "nn/random_batch.h"
+#include "test_threads.h"
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
 #include "train/thread_shards.h"
@@ -36,11 +37,9 @@ std::vector<Tensor<float>> grads_of(const Model<float>& model) {
 std::pair<double, std::vector<Tensor<float>>> sharded(Model<float>& model, const Batch& b,
                                                       int shards, int threads) {
   model.zero_grad();
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(threads);
+  test::ScopedThreads scoped(threads);
   ThreadShards s(shards, model.named_parameters());
   const ShardTotals t = s.run(b, model);
-  omp_set_num_threads(before);
   EXPECT_EQ(t.count, double(count_targets(b)));
   EXPECT_EQ(t.tokens, double(count_tokens(b)));
   return {t.loss, grads_of(model)};

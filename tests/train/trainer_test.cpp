@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "test_files.h"
+#include "test_threads.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 
@@ -245,10 +246,9 @@ TEST(Trainer, ShardedRunsAreTheSameAtOneAndTwoThreadsAndResumeExactly) {
   // gradients are summed in shard order, so the thread count must not change a bit.
   const RunConfig cfg = tiny_copy(30, /*dropout=*/0.0);
   test::TempDir one("shards_1thr"), two("shards_2thr"), part("shards_part"), plain("shards_1");
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(1);
+  test::ScopedThreads threads(1);
   ASSERT_EQ(Trainer(cfg, quiet(one.path())).run().status, TrainResult::Status::kCompleted);
-  omp_set_num_threads(2);
+  threads.set(2);
   ASSERT_EQ(Trainer(cfg, quiet(two.path())).run().status, TrainResult::Status::kCompleted);
   expect_same_metrics(one / "metrics.jsonl", two / "metrics.jsonl");
   expect_same_checkpoint(one / "last.h5", two / "last.h5");
@@ -261,7 +261,6 @@ TEST(Trainer, ShardedRunsAreTheSameAtOneAndTwoThreadsAndResumeExactly) {
   clear_stop_request();
   ASSERT_EQ(Trainer::resume(part / "last.h5", quiet(""))->run().status,
             TrainResult::Status::kCompleted);
-  omp_set_num_threads(before);
   expect_same_metrics(one / "metrics.jsonl", part / "metrics.jsonl");
   expect_same_checkpoint(one / "last.h5", part / "last.h5");
 
