@@ -48,8 +48,4 @@ std::string escape_bytes(std::string_view bytes) {
   return escape(bytes, /*controls=*/true);
 }
 
-std::string escape_invalid_utf8(std::string_view bytes) {
-  return escape(bytes, /*controls=*/false);
-}
-
 }  // namespace qkv

@@ -18,15 +18,13 @@ size_t utf8_sequence_length(std::string_view s, size_t i);
 /// Use it wherever a file's text goes into a message: "unknown task 'a\xFFb'".
 std::string escape_bytes(std::string_view bytes);
 
-/// As escape_bytes, but control characters stay: only invalid UTF-8 is escaped.
-std::string escape_invalid_utf8(std::string_view bytes);
-
 /// Thrown on bad input: wrong shapes, invalid files, bad configs. The message names the op or file
-/// and what to do; the command line prints it and exits with status 2. The message is always
-/// valid UTF-8 (any invalid byte that reached it is escaped as \xNN).
+/// and what to do; the command line prints it and exits with status 2. The message is always one
+/// line of valid UTF-8: whatever text from a file or config reached it, any invalid byte and any
+/// control character (a newline in a JSON string, say) is escaped as \xNN (escape_bytes).
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& what) : std::runtime_error(escape_invalid_utf8(what)) {}
+  explicit Error(const std::string& what) : std::runtime_error(escape_bytes(what)) {}
 };
 
 /// Throws qkv::Error with a fmt-formatted message.

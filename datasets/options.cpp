@@ -65,7 +65,7 @@ void TaskOptions::finish() const {
     known.erase(std::unique(known.begin(), known.end()), known.end());
     std::string list;
     for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
-    fail("{}: unknown option '{}' (known options: {})", task_, escape_bytes(it.key()), list);
+    fail("{}: unknown option '{}' (known options: {})", task_, it.key(), list);
   }
 }
 

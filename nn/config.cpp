@@ -144,8 +144,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   const auto& known = keys();
   for (const auto& item : j.items())
     QKV_CHECK(std::find(known.begin(), known.end(), item.key()) != known.end(),
-              "model config: unknown key '{}' (known keys: {})", escape_bytes(item.key()),
-              joined(known));
+              "model config: unknown key '{}' (known keys: {})", item.key(), joined(known));
   ModelConfig c;
   const JsonReader r("model config", j);
   std::string arch = arch_name(c.arch);

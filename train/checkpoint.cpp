@@ -35,12 +35,12 @@ std::string first_non_finite(const Tensor<float>& t) {
 }
 
 /// Shortens nlohmann's "[json.exception.parse_error.101] parse error at …" to "parse error at …";
-/// the bytes it quotes from the file are escaped (escape_bytes).
+/// the bytes it quotes from the file reach a message, which escapes them (Error).
 std::string json_reason(const std::exception& e) {
   std::string s = e.what();
   size_t close = s.find("] ");
-  return escape_bytes(
-      s.rfind("[json.exception.", 0) == 0 && close != std::string::npos ? s.substr(close + 2) : s);
+  return s.rfind("[json.exception.", 0) == 0 && close != std::string::npos ? s.substr(close + 2)
+                                                                           : s;
 }
 
 /// Lists up to five quoted names, then how many in all.
@@ -176,7 +176,7 @@ struct Reader {
       fail("{}: not a qkv checkpoint (missing attribute 'format')", path);
     h5::Info fi = file.attr_info("format");
     std::string format = fi.dtype == h5::DType::kString && fi.numel() == 1
-                             ? "\"" + escape_bytes(file.string_attr("format")) + "\""
+                             ? "\"" + file.string_attr("format") + "\""
                              : fi.dtype_name + " " + h5::dims_str(fi.dims);
     if (format != fmt::format("\"{}\"", kCheckpointFormat))
       fail("{}: not a qkv checkpoint (attribute 'format' is {}, expected \"{}\")", path, format,
@@ -231,7 +231,7 @@ struct Reader {
     for (const std::string& n : names)
       if (g.kind(n) != h5::Kind::kDataset)
         fail("{}: {} is not a dataset; parameters are datasets named with dots (e.g. {})", path,
-             escape_bytes(g.where(n)), g.where("blocks.0.ln1.weight"));
+             g.where(n), g.where("blocks.0.ln1.weight"));
     return names;
   }
 
@@ -240,8 +240,8 @@ struct Reader {
     std::vector<std::string> names = datasets(model);
     if (!expected) {
       for (const std::string& n : names)
-        c.params.emplace_back(n, read_checked(model, n, "parameter '" + escape_bytes(n) + "'",
-                                              nullptr, "the model expects"));
+        c.params.emplace_back(
+            n, read_checked(model, n, "parameter '" + n + "'", nullptr, "the model expects"));
       return;
     }
     std::set<std::string> present(names.begin(), names.end()), wanted;
@@ -251,7 +251,7 @@ struct Reader {
       if (!present.count(n)) missing.push_back("'" + n + "' " + shape.str());
     }
     for (const std::string& n : names)
-      if (!wanted.count(n)) unexpected.push_back("'" + escape_bytes(n) + "'");
+      if (!wanted.count(n)) unexpected.push_back("'" + n + "'");
     if (missing.size() == 1)
       fail("{}: missing parameter {} in /model", path, missing[0]);
     else if (!missing.empty())
@@ -303,13 +303,13 @@ struct Reader {
       h5::Group s = g.group(slot);
       auto& list = o.slots[slot];
       for (const std::string& n : datasets(s)) {
-        std::string what = "optimizer state " + escape_bytes(s.where(n));
+        std::string what = "optimizer state " + s.where(n);
         const Shape* shape = nullptr;
         if (expected) {
           auto it = std::find_if(expected->begin(), expected->end(),
                                  [&](const auto& e) { return e.first == n; });
           if (it == expected->end())
-            fail("{}: {} belongs to no parameter of the model ('{}')", path, what, escape_bytes(n));
+            fail("{}: {} belongs to no parameter of the model ('{}')", path, what, n);
           shape = &it->second;
         }
         list.emplace_back(n,
@@ -361,8 +361,7 @@ Checkpoint load(const std::string& path, const ParamShapes* expected, ModelConfi
     try {
       *model = ModelConfig::from_json(c.model_config);
     } catch (const std::exception& e) {
-      fail("{}: /config attribute 'model' does not describe a model ({})", path,
-           escape_bytes(e.what()));
+      fail("{}: /config attribute 'model' does not describe a model ({})", path, e.what());
     }
     own = param_shapes(*model);
     expected = &own;

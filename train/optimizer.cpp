@@ -58,8 +58,7 @@ void check_keys(const json& h, const std::string& type, const std::set<std::stri
     if (known.count(it.key())) continue;
     std::string list;
     for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
-    fail("{} optimizer: unknown hyper-parameter '{}' (known: {})", type, escape_bytes(it.key()),
-         list);
+    fail("{} optimizer: unknown hyper-parameter '{}' (known: {})", type, it.key(), list);
   }
 }
 

@@ -40,7 +40,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   if (j.is_object())
     for (auto it = j.begin(); it != j.end(); ++it)
       QKV_CHECK(contains(keys(), it.key()), "train config: unknown key '{}' (known keys: {})",
-                escape_bytes(it.key()), join(keys()));
+                it.key(), join(keys()));
   TrainConfig c;
   const JsonReader r("train config", j);
   r.integer("steps", c.steps);
@@ -147,8 +147,7 @@ json part(const json& j, const char* key, const char* what) {
             j.dump());
   for (auto it = j.begin(); it != j.end(); ++it)
     QKV_CHECK(it.key() == "task" || it.key() == "model" || it.key() == "train",
-              "{}: unknown key '{}' (known keys: task, model, train)", what,
-              escape_bytes(it.key()));
+              "{}: unknown key '{}' (known keys: task, model, train)", what, it.key());
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return nullptr;
   if (std::string(key) == "task" && it->is_string()) return json{{"name", *it}};

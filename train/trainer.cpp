@@ -143,7 +143,7 @@ TrainConfig resumed_train_config(const Checkpoint& ck, const std::string& checkp
         std::string list;
         for (const std::string& k : kChangeable) list += (list.empty() ? "" : ", ") + k;
         fail("'{}' cannot change when resuming (the run was built with it); changeable: {}",
-             escape_bytes(it.key()), list);
+             it.key(), list);
       }
       train[it.key()] = it.value();
     }

@@ -18,9 +18,9 @@ TEST(EscapeBytes, ValidUtf8PassesAndEveryOtherByteBecomesHex) {
   EXPECT_EQ(escape_bytes(std::string("two\nlines\t\0end", 14)), "two\\x0Alines\\x09\\x00end");
 }
 
-TEST(EscapeBytes, ErrorMessagesAreAlwaysValidUtf8) {
+TEST(EscapeBytes, ErrorMessagesAreAlwaysOneLineOfValidUtf8) {
   Error e("x.h5: unknown task 'a\xfe'\nsecond line");
-  EXPECT_STREQ(e.what(), "x.h5: unknown task 'a\\xFE'\nsecond line");  // newlines are the caller's
+  EXPECT_STREQ(e.what(), "x.h5: unknown task 'a\\xFE'\\x0Asecond line");
 }
 
 }  // namespace

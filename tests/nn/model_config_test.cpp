@@ -105,6 +105,17 @@ TEST(ModelConfig, ValidationMessagesNameTheKey) {
             "model config: vocab_size must be at most 2147483647, got 3000000000");
 }
 
+// A string value or key from the file is quoted on the message's one line, its control characters
+// escaped (fuzz_config found "arch": "\ncoder" giving a two-line message).
+TEST(ModelConfig, QuotedValuesAndKeysStayOnOneLine) {
+  EXPECT_EQ(config_error(R"({"arch": "\ncoder"})"),
+            "model config: arch '\\x0Acoder' is not one of encoder, decoder, seq2seq");
+  EXPECT_EQ(config_error(R"({"norm": "pre\tpost"})"),
+            "model config: norm 'pre\\x09post' is not one of pre, post, none");
+  const std::string key = "model config: unknown key 'a\\x0Ab' (known keys: ";
+  EXPECT_EQ(config_error(R"({"d_model": 8, "a\nb": 2})").substr(0, key.size()), key);
+}
+
 TEST(ModelConfig, UnknownKeysAreRefused) {
   EXPECT_EQ(config_error(R"({"d_model": 8, "n_head": 2})"),
             "model config: unknown key 'n_head' (known keys: arch, vocab_size, max_len, d_model, "
