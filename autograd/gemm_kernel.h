@@ -29,8 +29,8 @@ enum class Init { kZero, kBias, kAccumulate };
 
 /// C[0:MR, 0:NP·kPacket] = init + Σ_k A(m, k) · B(k, n), with A(m, k) = a[m·a_m + k·a_k] and
 /// B(k, n) = b[k·ldb + n]. Always inlined into its band: left to itself, GCC calls the 4- and
-/// 5-row tiles (and, once the 5-row bands came, the 6-row one too) once per two packets of
-/// columns; inlined, tiny's step was 2-3 % faster (qkv bench, interleaved, AMD Zen 3).
+/// 5-row tiles once per two packets of columns; inlined, tiny's step was 2 % faster (qkv bench,
+/// interleaved, AMD Zen 3).
 template <int MR, int NP>
 [[gnu::always_inline]] inline void tile(int64_t K, const float* a, int64_t a_m, int64_t a_k,
                                         const float* b, int64_t ldb, float* c, int64_t ldc,
@@ -105,29 +105,24 @@ inline void small_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t 
     const float* bk = b + k0 * ldb;
     const Init start = k0 == 0 ? init : Init::kAccumulate;
     const float* bias_k = start == Init::kBias ? bias : nullptr;  // read only if start is kBias
-    // Bands of kRows = 6 rows (2 · 6 FMA chains), and where M allows, bands of 5 (10 chains) for
-    // what 6 does not divide: M = 6a + 5b, b = (6 − M mod 6) mod 6, so 32 rows go as 6, 6, 5, 5,
-    // 5, 5 and 16 as 6, 5, 5. Fewer rows have too few chains to hide the FMA latency: 4 rows give
-    // 8, 2 rows 4.
-    const int64_t fives = (kRows - M % kRows) % kRows;
+    // Bands of kRows = 6 rows (2 · 6 FMA chains) and, for what 6 does not divide, bands of 5 (10
+    // chains) where M allows: M = 6a + 5b, b = (6 − M mod 6) mod 6, so that 32 rows go as 6, 6,
+    // 5, 5, 5, 5 and 16 as 6, 5, 5. Narrower bands have too few chains to hide the FMA latency
+    // (4 rows: 8). Below 20 rows, where M may not be 6a + 5b, the last M mod 6 rows follow the
+    // full bands, and 7 or 8 go as 4 + 3 or 4 + 4 rather than as a full band and 1 or 2 rows.
+    const int64_t fives = (kRows - M % kRows) % kRows, rem = M % kRows;
+    const bool by_fives = 5 * fives <= M;
+    const int64_t tail_rows = by_fives                              ? 5 * fives
+                              : (rem == 1 || rem == 2) && M > kRows ? rem + kRows
+                                                                    : rem;
     int64_t m = 0;
-    if (5 * fives <= M) {
-      for (; m < M - 5 * fives; m += kRows)
-        band<kRows>(N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
-      for (; m < M; m += 5)
-        band<5>(N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
-    } else {  // M < 20 and not 6a + 5b: full bands, then the last M mod 6 rows, 7 or 8 as 4 + 3
-              // or 4 + 4 rather than a full band and 1 or 2 rows
-      const int64_t rem = M % kRows,
-                    tail_rows = (rem == 1 || rem == 2) && M > kRows ? rem + kRows : rem;
-      for (; m + tail_rows < M; m += kRows)
-        band<kRows>(N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
-      for (int64_t rest = M - m; rest > 0;) {
-        const int64_t r = rest > kRows ? 4 : rest;  // 7, 8 → 4 + (3, 4)
-        kRemainderBand[r](N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
-        m += r;
-        rest -= r;
-      }
+    for (; m + tail_rows < M; m += kRows)
+      band<kRows>(N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
+    for (int64_t rest = M - m; rest > 0;) {
+      const int64_t r = by_fives ? 5 : rest > kRows ? 4 : rest;  // 7, 8 → 4 + (3, 4)
+      kRemainderBand[r](N, kc, ak + m * a_m, a_m, a_k, bk, ldb, c + m * ldc, ldc, bias_k, start);
+      m += r;
+      rest -= r;
     }
     k0 += kc;
   } while (k0 < K);

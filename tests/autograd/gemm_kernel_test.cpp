@@ -97,7 +97,7 @@ TEST(GemmKernel, TheBoundCatchesASumMissingOneTerm) {
 }
 
 // linear() cuts its rows into blocks wherever it likes because a row's result cannot depend on
-// the band it falls in: every M from 1 to 20 in one call, bit for bit the same as row by row.
+// the band it falls in: every M from 1 to 40 in one call, bit for bit the same as row by row.
 TEST(GemmKernel, ARowHasTheSameBitsInAnyBand) {
   for (int64_t M = 1; M <= 40; ++M) {  // every split: 6s alone, 6s and 5s, 6s and a remainder
     Rng rng(static_cast<uint64_t>(M));
